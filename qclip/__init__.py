@@ -1,0 +1,7 @@
+"""qclip: what quantization does to CLIP vision-language models, beyond accuracy."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,160 @@
+"""The ``qclip`` command: prepare, list, report, gate.
+
+    qclip prepare                 write the synthetic world and train the tiny population (cached)
+    qclip list --models           model specs with availability (and the tiny models' fp32 numbers)
+    qclip list --quantizers       quantizers with availability and the reason when unavailable
+    qclip list --datasets         configured datasets with availability
+    qclip report RUN              regenerate reports/<run>/ from the results store
+    qclip gate --baseline B ...   compare a run to a baseline; exit 1 on a regression
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", metavar="DIR", default=None,
+                   help="Cache folder. Default: $QCLIP_CACHE or ~/.cache/qclip.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qclip", description="qclip: what quantization does to CLIP models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="write the synthetic world and train the tiny model population")
+    _add_common(p)
+    p.add_argument("--models", default="tiny", metavar="NAMES",
+                   help="Comma-separated tiny model names, or 'tiny' for all. Default: %(default)r.")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("list", help="list models, quantizers or datasets with their availability")
+    _add_common(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--models", nargs="?", const="tiny,paper,paper-hf", metavar="SPECS",
+                      help="Model specs or sets to list. Default: tiny,paper,paper-hf.")
+    what.add_argument("--quantizers", action="store_true")
+    what.add_argument("--datasets", action="store_true")
+    p.add_argument("--data", metavar="TOML", default=None, help="Dataset config (default: the synthetic world).")
+    p.add_argument("--no-eval", action="store_true", help="do not evaluate the tiny models (faster)")
+
+    p = sub.add_parser("report", help="regenerate a run's report from the results store")
+    _add_common(p)
+    p.add_argument("run", nargs="?", default="latest", help="run id, unique prefix or 'latest'")
+    p.add_argument("--results", metavar="PATH", default=None, help="results store (default: <cache>/results.sqlite)")
+    p.add_argument("--out", metavar="DIR", default="reports", help="Default: %(default)r.")
+
+    p = sub.add_parser("gate", help="compare a run with a baseline; exit status 1 on a regression")
+    _add_common(p)
+    p.add_argument("--results", metavar="PATH", default=None, help="results store (default: <cache>/results.sqlite)")
+    p.add_argument("--baseline", required=True, metavar="RUN|FILE")
+    p.add_argument("--current", default="latest", metavar="RUN|FILE", help="Default: %(default)r.")
+    p.add_argument("--compare-fail", action="append", required=True, metavar="METRIC:THRESHOLD",
+                   help="e.g. top1:0.01 (absolute) or ece:10%% (relative). Repeatable.")
+    return parser
+
+
+def _cmd_prepare(args) -> int:
+    from .cache import Cache
+    from .embedded import ensure_world, prepare, world_root
+    from .models.tiny import TINY_MODELS
+
+    cache = Cache(args.cache)
+    names = list(TINY_MODELS) if args.models == "tiny" else [n.strip() for n in args.models.split(",")]
+    unknown = [n for n in names if n not in TINY_MODELS]
+    if unknown:
+        print(f"qclip prepare: unknown tiny model(s) {unknown}; known: {', '.join(TINY_MODELS)}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    ensure_world(cache, progress=not args.quiet)
+    t_world = time.perf_counter() - t0
+    prepare(cache, names, progress=not args.quiet)
+    total = time.perf_counter() - t0
+    print(f"world: {world_root(cache)} ({t_world:.0f} s)")
+    print(f"tiny models: {', '.join(names)} trained and cached under {cache.root}")
+    print(f"qclip prepare finished in {total:.0f} s")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from .cache import Cache
+
+    cache = Cache(args.cache)
+    if args.quantizers:
+        from .quantize import create_quantizer, list_quantizers
+
+        for name in list_quantizers():
+            q = create_quantizer(name)
+            ok, reason = q.available()
+            d = q.describe()
+            print(f"{name:<16} {'available' if ok else 'unavailable':<12} {d.get('scheme', ''):<40} {reason}")
+        return 0
+    if args.datasets:
+        from .data.config import DataConfig
+        from .embedded import ensure_world
+
+        cfg = DataConfig.load(args.data) if args.data else DataConfig.load(ensure_world(cache) / "qclip.toml")
+        for name in cfg.names():
+            entry = cfg.get(name)
+            ok, reason = entry.available()
+            print(f"{name:<24} {entry.kind:<12} {'available' if ok else 'unavailable':<12} {entry.root} {reason}")
+        return 0
+    from .models import check_available, expand_models
+
+    for spec in expand_models(args.models):
+        ok, reason = check_available(spec)
+        line = f"{spec.spec:<52} {'available' if ok else 'unavailable'}"
+        if spec.backend == "tiny" and not args.no_eval:
+            from .embedded import tiny_summary
+
+            s = tiny_summary(spec.ref, cache)
+            line += f"  fp32 top-1 {s['top1']:.3f}  R@5 img {s['image_R@5']:.3f} txt {s['text_R@5']:.3f}"
+        elif not ok:
+            line += f"  ({reason})"
+        print(line)
+    return 0
+
+
+def _store(args):
+    from .cache import Cache
+    from .results import ResultStore
+
+    return ResultStore(args.results or Cache(args.cache).root / "results.sqlite")
+
+
+def _cmd_report(args) -> int:
+    from .report import write_report
+
+    store = _store(args)
+    out = write_report(store, args.run, Path(args.out))
+    print(f"report written to {out}/report.html and {out}/report.md")
+    return 0
+
+
+def _cmd_gate(args) -> int:
+    from .gate import load_baseline, parse_compare_fail, run_gates
+
+    checks = [parse_compare_fail(t) for t in args.compare_fail]
+    store = _store(args)
+    baseline = load_baseline(args.baseline, store)
+    current = load_baseline(args.current, store)
+    outcomes = run_gates(current, baseline, checks)
+    for g in outcomes:
+        print(g)
+        for d in g.details:
+            print(f"  {d}")
+    return 0 if all(g.passed for g in outcomes) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return {"prepare": _cmd_prepare, "list": _cmd_list, "report": _cmd_report, "gate": _cmd_gate}[args.command](args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The controller side of a qclip session: the only process that writes the results store.
+
+Registered as a plugin by :mod:`qclip.plugin` on the controller (never on an xdist worker). Rows ride
+on each test report's ``user_properties`` (xdist carries them back from workers, local or remote); they
+are committed as each report arrives, so a run that dies keeps every finished cell, and
+``--qclip-resume RUN`` deselects the finished ones. At the end: population statistics, the report, the
+gates (in the style of pytest-benchmark's ``--benchmark-compare-fail``), a short terminal table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .session import QclipSession
+
+__all__ = ["Controller", "new_run_id", "run_metadata"]
+
+ROWS_PROPERTY = "qclip_rows"
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def _git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip()
+        return commit + ("-uncommitted-changes" if dirty.stdout.strip() else "") if commit else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def run_metadata(config: pytest.Config, session: QclipSession) -> dict:
+    import torch
+
+    from . import __version__
+    from .cache import library_versions
+
+    device = session.options.device
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        device_name = platform.processor() or platform.machine()
+    return {
+        "qclip_version": __version__,
+        "git_commit": _git_commit(config.rootpath),
+        "libraries": library_versions(),
+        "python": platform.python_version(),
+        "device": device,
+        "device_name": device_name,
+        "cpu_count": os.cpu_count(),
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "args": list(config.invocation_params.args),
+        "models": session.options.models,
+        "quantizers": session.options.quantizers,
+        "thresholds": session.options.thresholds,
+        "cache": str(session.cache.root),
+    }
+
+
+class Controller:
+    """Writes rows as reports arrive; at the end runs statistics, the report and the gates."""
+
+    def __init__(self, config: pytest.Config, session: QclipSession):
+        from .gate import parse_compare_fail
+        from .results import ResultStore
+
+        self.config, self.session = config, session
+        path = config.getoption("qclip_results") or str(session.cache.root / "results.sqlite")
+        self.store = ResultStore(path)
+        resume = config.getoption("qclip_resume")
+        self.run_id = self.store.resolve(resume) if resume else new_run_id()
+        self.resumed = bool(resume)
+        self.checks = [parse_compare_fail(t) for t in config.getoption("qclip_compare_fail")]
+        self.baseline = config.getoption("qclip_baseline")
+        if self.checks and not self.baseline:
+            raise pytest.UsageError("--qclip-compare-fail needs --qclip-baseline RUN|FILE to compare against")
+        self.started = False
+        self.rows_written = 0
+        self.cells_seen: set[str] = set()
+        self.deselected_finished = 0
+        self.regressions: list = []
+        self.summary_lines: list[str] = []
+        self.report_dir: Path | None = None
+
+    # ----- collection -----------------------------------------------------------------------------
+    def deselect_finished(self, items: list) -> None:
+        if not self.resumed:
+            return
+        done = self.store.finished_cells(self.run_id)
+        keep, drop = [], []
+        for item in items:
+            cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
+            (drop if cell is not None and cell.key in done else keep).append(item)
+        if drop:
+            self.config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+            self.deselected_finished = len(drop)
+
+    def _ensure_started(self) -> None:
+        if not self.started:
+            self.store.start_run(self.run_id, run_metadata(self.config, self.session))
+            self.started = True
+
+    # ----- rows as reports arrive ---------------------------------------------------------------
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        rows = [r for name, value in report.user_properties if name == ROWS_PROPERTY for r in value]
+        cell_key = _cell_key(report)
+        if cell_key is None:
+            return
+        self._ensure_started()
+        final = report.when == "call" or (report.when == "setup" and not report.passed) or (
+            report.when == "teardown" and report.failed)
+        if not final:
+            return
+        status = {"passed": "passed", "failed": "failed", "skipped": "skipped"}[report.outcome]
+        if report.when != "call" and report.failed:
+            status = "error"
+        if rows and report.when == "call":
+            for r in rows:
+                r["run_id"], r["status"] = self.run_id, status
+            self.rows_written += self.store.add_rows(rows)
+        message = ""
+        if report.skipped and isinstance(report.longrepr, tuple):
+            message = str(report.longrepr[2])
+        elif report.failed:
+            message = str(report.longreprtext)[-2000:]
+        self.store.add_cell_status(self.run_id, cell_key, status, message, float(report.duration))
+        self.cells_seen.add(cell_key)
+
+    # ----- end of session -------------------------------------------------------------------------
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from .gate import load_baseline, run_gates
+        from .report import terminal_summary, write_report
+        from .stats import population_stats
+
+        if not self.started:
+            return
+        t0 = time.perf_counter()
+        rows = self.store.rows(self.run_id)
+        gates = None
+        if self.checks:
+            baseline = load_baseline(self.baseline, self.store)
+            gates = run_gates(rows, baseline, self.checks)
+            self.regressions = [g for g in gates if not g.passed]
+            if self.regressions and session.exitstatus == 0:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        stats = population_stats(rows) if not rows.empty else None
+        if not self.config.getoption("qclip_no_report") and not rows.empty:
+            self.report_dir = write_report(self.store, self.run_id, Path(self.config.getoption("qclip_reports")),
+                                           gates=gates)
+        self.summary_lines = terminal_summary(rows, stats) if stats is not None else []
+        self.finish_seconds = time.perf_counter() - t0
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.started:
+            return
+        tr = terminalreporter
+        tr.section("qclip")
+        tr.write_line(f"run {self.run_id}: {len(self.cells_seen)} cells, {self.rows_written} rows -> {self.store.path}"
+                      + (f" (resumed; {self.deselected_finished} finished cells skipped)" if self.resumed else ""))
+        for line in self.summary_lines:
+            tr.write_line(line)
+        if self.report_dir is not None:
+            tr.write_line(f"report: {self.report_dir}/report.html (also {self.report_dir.parent}/latest/)")
+        for g in self.regressions:
+            tr.write_line(f"GATE FAILED: {g}", red=True)
+            for d in g.details:
+                tr.write_line(f"  {d}", red=True)
+
+
+def _cell_key(report: pytest.TestReport) -> str | None:
+    """The cell key of a report, from its node id: ``bench/test_x.py::test_zeroshot[<cell id>]``."""
+    for name, value in report.user_properties:
+        if name == "qclip_cell":
+            return value
+    return None

@@ -1,0 +1,176 @@
+"""Batched encoding of images and texts, through the cache.
+
+Work is done once: a dataset's images are decoded and preprocessed once per preprocessing config
+(kept in memory for the session and, when small, in the cache); image embeddings are computed once per
+(model, quantizer, dataset, corruption) and shared by every benchmark that reads them; text embeddings
+once per (model, quantizer, prompt list). The model is built lazily through a factory, so a cache hit
+never loads or quantizes a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .cache import Cache, library_versions
+
+__all__ = ["EmbedKey", "Embedder", "preprocess_id", "texts_digest"]
+
+#: datasets whose preprocessed pixels are at most this many bytes are cached on disk too
+PIXEL_CACHE_MAX_BYTES = 1 << 30
+
+
+def preprocess_id(preprocess) -> str:
+    """A stable id of a preprocessing pipeline (its repr lists sizes, interpolation, mean/std)."""
+    ident = getattr(preprocess, "qclip_id", None) or repr(preprocess)
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EmbedKey:
+    """What identifies a (model, quantizer) pair in the cache."""
+
+    model_spec: str
+    weights_digest: str
+    quantizer: str
+    quantizer_config: str  # canonical JSON
+    device: str
+
+    def parts(self) -> dict:
+        v = library_versions()
+        return {
+            "model": self.model_spec, "weights": self.weights_digest, "quantizer": self.quantizer,
+            "qconfig": self.quantizer_config, "device": self.device,
+            "libs": {k: v[k] for k in ("torch", "open_clip_torch", "transformers", "bitsandbytes", "torchao")},
+        }
+
+
+def _pixel_dtype(model) -> torch.dtype:
+    return getattr(model, "compute_dtype", torch.float32)
+
+
+@dataclass
+class Embedder:
+    """Computes and caches embeddings. One per session (per xdist worker)."""
+
+    cache: Cache
+    device: str = "cpu"
+    batch_size: int = 256
+    num_workers: int = 0
+    progress: bool = True
+    _pixels: OrderedDict = field(default_factory=OrderedDict)
+    calls: dict = field(default_factory=lambda: {"image_batches": 0, "text_batches": 0})
+
+    # ----- pixels -------------------------------------------------------------------------------
+    def pixels(self, dataset, preprocess) -> torch.Tensor:
+        """All preprocessed images of ``dataset`` as one float tensor [N, 3, H, W] (CPU)."""
+        pid = preprocess_id(preprocess)
+        mem_key = (dataset.fingerprint(), pid)
+        if mem_key in self._pixels:
+            self._pixels.move_to_end(mem_key)
+            return self._pixels[mem_key]
+        n = len(dataset)
+        parts = {"dataset": dataset.fingerprint(), "preprocess": pid}
+        first = preprocess(dataset.load_image(0)) if n else torch.zeros(3, 1, 1)
+        nbytes = n * first.numel() * 4
+        if nbytes <= PIXEL_CACHE_MAX_BYTES:
+            tensors, _ = self.cache.get_or_compute(
+                "pixels", parts, lambda: {"pixels": self._decode(dataset, preprocess)}
+            )
+            pix = tensors["pixels"]
+        else:
+            pix = self._decode(dataset, preprocess)
+        self._pixels[mem_key] = pix
+        while len(self._pixels) > 2:  # keep memory bounded: the current and the previous dataset
+            self._pixels.popitem(last=False)
+        return pix
+
+    def _decode(self, dataset, preprocess) -> torch.Tensor:
+        loader = torch.utils.data.DataLoader(
+            _Preprocessed(dataset, preprocess), batch_size=self.batch_size, num_workers=self.num_workers,
+            shuffle=False,
+        )
+        chunks = []
+        for batch in tqdm(loader, desc=f"decode {dataset.name}", disable=not self.progress, leave=False):
+            chunks.append(batch)
+        return torch.cat(chunks) if chunks else torch.zeros(0)
+
+    # ----- embeddings ---------------------------------------------------------------------------
+    def image_embeddings(self, key: EmbedKey, model_factory: Callable, dataset,
+                         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                         transform_id: str = "") -> torch.Tensor:
+        """Image features [N, D] (float32, un-normalised) of ``dataset`` under (model, quantizer).
+
+        ``transform`` (with its ``transform_id`` for the key) is applied to preprocessed pixel batches,
+        e.g. an evaluation-time corruption.
+        """
+        # the preprocessing is a function of the model spec and library versions, both in the key, so a
+        # cache hit needs no model at all
+        parts = {**key.parts(), "dataset": dataset.fingerprint(), "transform": transform_id}
+
+        def compute():
+            model = model_factory()
+            pix = self.pixels(dataset, model.preprocess)
+            return {"emb": self._encode_images(model, pix, transform, dataset.name)}, {"n": int(pix.shape[0])}
+
+        tensors, _ = self.cache.get_or_compute("image-emb", parts, compute)
+        return tensors["emb"]
+
+    def text_embeddings(self, key: EmbedKey, model_factory: Callable, texts: Sequence[str]) -> torch.Tensor:
+        parts = {**key.parts(), "texts": texts_digest(texts), "n_texts": len(texts)}
+
+        def compute():
+            model = model_factory()
+            return {"emb": self._encode_texts(model, texts)}, {"n": len(texts)}
+
+        tensors, _ = self.cache.get_or_compute("text-emb", parts, compute)
+        return tensors["emb"]
+
+    @torch.inference_mode()
+    def _encode_images(self, model, pix: torch.Tensor, transform, name: str) -> torch.Tensor:
+        dev = torch.device(self.device)
+        dtype = _pixel_dtype(model)
+        out = []
+        pin = dev.type == "cuda"
+        for start in tqdm(range(0, pix.shape[0], self.batch_size), desc=f"encode {name}", disable=not self.progress,
+                          leave=False):
+            batch = pix[start:start + self.batch_size]
+            if transform is not None:
+                batch = transform(batch)
+            if pin:
+                batch = batch.pin_memory()
+            batch = batch.to(dev, dtype=dtype, non_blocking=pin)
+            out.append(model.encode_image(batch).float().cpu())
+            self.calls["image_batches"] += 1
+        return torch.cat(out) if out else torch.zeros(0)
+
+    @torch.inference_mode()
+    def _encode_texts(self, model, texts: Sequence[str]) -> torch.Tensor:
+        dev = torch.device(self.device)
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = model.tokenize(texts[start:start + self.batch_size]).to(dev)
+            out.append(model.encode_text(tokens).float().cpu())
+            self.calls["text_batches"] += 1
+        return torch.cat(out) if out else torch.zeros(0)
+
+
+class _Preprocessed(torch.utils.data.Dataset):
+    def __init__(self, dataset, preprocess):
+        self.dataset, self.preprocess = dataset, preprocess
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.preprocess(self.dataset.load_image(i))

@@ -1,0 +1,124 @@
+"""The one small interface every CLIP backend offers to the rest of qclip.
+
+A :class:`ClipModel` wraps a loaded ``nn.Module`` with what an evaluation needs:
+preprocessing (PIL image -> tensor), tokenization (strings -> token ids), the two
+encoders and the logit scale. Quantizers work on ``model.module`` after
+:meth:`ClipModel.prepare_for_quantization` has put every linear projection of both
+towers into an ``nn.Linear`` (see :mod:`qclip.models.attention`), and they report
+coverage per tower through :meth:`ClipModel.towers`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = ["ClipModel", "ModelInfo"]
+
+
+@dataclass
+class ModelInfo:
+    """Where a model came from, for the report and the cache key."""
+
+    spec: str
+    backend: str
+    arch: str
+    source: str  # file or directory the weights were read from ("random init" for tests)
+    weights_digest: str  # content digest of the weights (cache key component)
+    extra: dict = field(default_factory=dict)
+
+
+class ClipModel(abc.ABC):
+    """A CLIP model behind one interface, whatever the backend.
+
+    Attributes:
+        info: provenance (spec, backend, arch, weights digest).
+        module: the underlying ``nn.Module`` (quantizers replace its Linear layers in place).
+        image_size: side of the square input the image tower expects.
+        preprocess: PIL image -> float tensor ``[3, H, W]``.
+    """
+
+    info: ModelInfo
+    module: nn.Module
+    image_size: int
+    preprocess: Callable
+    #: set by quantizers: {"quantizer": name, "coverage": {...}, "weight_bytes": int, ...}
+    quant_report: dict | None = None
+
+    # ----- text ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """Token ids ``[N, L]`` (int64) for the text tower."""
+
+    # ----- encoders (un-normalised features, float32 on return) --------------------------------
+    @abc.abstractmethod
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Image features ``[N, D]`` for preprocessed pixels ``[N, 3, H, W]``."""
+
+    @abc.abstractmethod
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Text features ``[N, D]`` for token ids from :meth:`tokenize`."""
+
+    @property
+    @abc.abstractmethod
+    def logit_scale(self) -> float:
+        """exp of the learned temperature (100 for the OpenAI models)."""
+
+    # ----- structure ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def towers(self) -> dict[str, list[nn.Module]]:
+        """The modules of each tower, ``{"image": [...], "text": [...]}``, for coverage counts."""
+
+    @abc.abstractmethod
+    def prepare_for_quantization(self) -> None:
+        """Make every linear projection an ``nn.Linear`` (idempotent, numerically identical)."""
+
+    # ----- device -------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        for p in self.module.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """dtype that inputs (pixels) are cast to before the image tower."""
+        for p in self.module.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
+
+    def to(self, device: str | torch.device) -> ClipModel:
+        self.module.to(device)
+        return self
+
+    def linear_layers(self) -> dict[str, list[tuple[str, nn.Module]]]:
+        """Per tower, the (qualified name, module) of every Linear-like leaf layer."""
+        names = {id(m): n for n, m in self.module.named_modules()}
+        out: dict[str, list[tuple[str, nn.Module]]] = {}
+        for tower, mods in self.towers().items():
+            seen = []
+            for root in mods:
+                for m in root.modules():
+                    if _is_linear_like(m):
+                        seen.append((names.get(id(m), "?"), m))
+            out[tower] = seen
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.info.spec!r})"
+
+
+def _is_linear_like(m: nn.Module) -> bool:
+    """An nn.Linear or a quantized stand-in for one (bitsandbytes, torch dynamic, torchao)."""
+    if isinstance(m, nn.Linear):
+        return True
+    name = type(m).__name__
+    return name in {"Linear8bitLt", "Linear4bit", "LinearNF4", "LinearFP4"} or (
+        "Linear" in name and hasattr(m, "weight") and not isinstance(m, nn.MultiheadAttention)
+        and not list(m.children())
+    )

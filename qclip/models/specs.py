@@ -1,0 +1,130 @@
+"""Model spec strings, named model sets and published reference numbers.
+
+A spec is ``open_clip:<arch>/<pretrained tag>``, ``hf:<repo id or local path>`` or ``tiny:<name>``.
+Named sets expand to lists of specs: ``paper`` (the eight models of the "You Never Know" study),
+``paper-hf`` (the same eight through transformers), ``tiny`` (the embedded population).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UnknownModelError, suggest
+
+__all__ = ["ModelSpec", "PaperModel", "PAPER_MODELS", "MODEL_SETS", "parse_spec", "expand_models"]
+
+BACKENDS = ("open_clip", "hf", "tiny")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    backend: str
+    ref: str  # "arch/tag" for open_clip, repo id or path for hf, name for tiny
+
+    @property
+    def spec(self) -> str:
+        return f"{self.backend}:{self.ref}"
+
+    @property
+    def short(self) -> str:
+        """A short id for pytest ids: the tiny name, or the arch/tag with separators made safe."""
+        ref = self.ref.rstrip("/").split("/")[-1] if self.backend == "hf" else self.ref
+        return ref.replace("/", "_").replace(":", "_")
+
+
+@dataclass(frozen=True)
+class PaperModel:
+    """One model of the "You Never Know" population with its published fp32 ImageNet zero-shot top-1.
+
+    ``top1`` is from open_clip's results table (docs/openclip_results.csv); OpenAI weights need
+    QuickGELU, hence the ``-quickgelu`` architectures.
+    """
+
+    name: str
+    open_clip: str
+    hf: str
+    top1: float
+
+
+PAPER_MODELS: tuple[PaperModel, ...] = (
+    PaperModel("B32-openai", "ViT-B-32-quickgelu/openai", "openai/clip-vit-base-patch32", 0.6332),
+    PaperModel("B32-laion2b", "ViT-B-32/laion2b_s34b_b79k", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", 0.6656),
+    PaperModel("B16-openai", "ViT-B-16-quickgelu/openai", "openai/clip-vit-base-patch16", 0.6834),
+    PaperModel("B16-laion2b", "ViT-B-16/laion2b_s34b_b88k", "laion/CLIP-ViT-B-16-laion2B-s34B-b88K", 0.7023),
+    PaperModel("B16-datacomp", "ViT-B-16/datacomp_xl_s13b_b90k", "laion/CLIP-ViT-B-16-DataComp.XL-s13B-b90K", 0.7349),
+    PaperModel("L14-openai", "ViT-L-14-quickgelu/openai", "openai/clip-vit-large-patch14", 0.7554),
+    PaperModel("L14-laion2b", "ViT-L-14/laion2b_s32b_b82k", "laion/CLIP-ViT-L-14-laion2B-s32B-b82K", 0.7525),
+    PaperModel("L14-datacomp", "ViT-L-14/datacomp_xl_s13b_b90k", "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K", 0.7921),
+)
+
+
+def _tiny_names() -> list[str]:
+    from .tiny import TINY_MODELS
+
+    return list(TINY_MODELS)
+
+
+def _model_sets() -> dict[str, list[str]]:
+    return {
+        "paper": [f"open_clip:{m.open_clip}" for m in PAPER_MODELS],
+        "paper-hf": [f"hf:{m.hf}" for m in PAPER_MODELS],
+        "tiny": [f"tiny:{n}" for n in _tiny_names()],
+    }
+
+
+class _Sets(dict):
+    """Lazy view of the named sets (the tiny set needs qclip.models.tiny)."""
+
+    def __missing__(self, key):
+        sets = _model_sets()
+        if key in sets:
+            return sets[key]
+        raise KeyError(key)
+
+    def keys(self):  # type: ignore[override]
+        return _model_sets().keys()
+
+
+MODEL_SETS = _Sets()
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """Parse ``backend:ref``; raise UnknownModelError on an unknown backend or malformed spec."""
+    backend, sep, ref = text.partition(":")
+    if not sep or not ref:
+        raise UnknownModelError(
+            text, f"Expected a model spec like 'open_clip:ViT-B-32/laion2b_s34b_b79k', 'hf:openai/clip-vit-base-patch32' "
+                  f"or 'tiny:NAME', or a model set ({', '.join(_model_sets())}), but got {text!r}"
+        )
+    if backend not in BACKENDS:
+        raise UnknownModelError(text, f"Unknown model backend {backend!r} in {text!r}.{suggest(backend, BACKENDS)}")
+    if backend == "open_clip" and "/" not in ref:
+        raise UnknownModelError(text, f"Expected 'open_clip:ARCH/TAG' (e.g. open_clip:ViT-B-32/openai), but got {text!r}")
+    if backend == "tiny":
+        names = _tiny_names()
+        if ref not in names:
+            raise UnknownModelError(text, f"Unknown tiny model {ref!r}.{suggest(ref, names)}")
+    return ModelSpec(backend, ref)
+
+
+def expand_models(text: str) -> list[ModelSpec]:
+    """Expand a comma-separated list of specs and set names into specs (order kept, duplicates dropped)."""
+    out: list[ModelSpec] = []
+    sets = _model_sets()
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        specs = sets[item] if item in sets else [item]
+        for s in specs:
+            ms = parse_spec(s)
+            if ms not in out:
+                out.append(ms)
+    return out
+
+
+def paper_reference(spec: ModelSpec) -> PaperModel | None:
+    """The paper entry for a spec (either backend), if it is one of the eight."""
+    for m in PAPER_MODELS:
+        if (spec.backend == "open_clip" and spec.ref == m.open_clip) or (spec.backend == "hf" and spec.ref == m.hf):
+            return m
+    return None

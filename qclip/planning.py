@@ -1,0 +1,71 @@
+"""Which cells a session runs: models × quantizers × datasets for one benchmark family."""
+
+from __future__ import annotations
+
+import fnmatch
+
+from .cells import Cell
+from .session import QclipSession
+
+__all__ = ["plan_cells", "selected_quantizers", "selected_datasets"]
+
+
+def _patterns(text: str) -> list[str]:
+    return [p.strip() for p in (text or "*").split(",") if p.strip()]
+
+
+def selected_quantizers(session: QclipSession) -> list[str]:
+    """Registered quantizers matching ``--qclip-quantizers``; an exact name that is unknown fails fast."""
+    from .quantize import create_quantizer, list_quantizers
+
+    out: list[str] = []
+    for pat in _patterns(session.options.quantizers):
+        if any(ch in pat for ch in "*?["):
+            names = list_quantizers(pat)
+        else:
+            create_quantizer(pat)  # raises UnknownQuantizerError listing the known names
+            names = [pat]
+        out += [n for n in names if n not in out]
+    return out
+
+
+def selected_datasets(session: QclipSession, kinds: tuple[str, ...]) -> list[str]:
+    if kinds == ("",):
+        return [""]
+    cfg = session.data_config
+    pats = _patterns(session.options.datasets)
+    names = []
+    for kind in kinds:
+        names += [n for n in cfg.names(kind) if any(fnmatch.fnmatchcase(n, p) for p in pats) and n not in names]
+    return names
+
+
+def quantizer_skip_reason(session: QclipSession, name: str) -> str:
+    from .quantize import create_quantizer
+
+    q = create_quantizer(name)
+    ok, reason = q.available()
+    if not ok:
+        return f"quantizer {name} unavailable: {reason}"
+    needs_cuda = getattr(getattr(q, "spec", None), "requires_cuda", False)
+    if needs_cuda and not session.options.device.startswith("cuda"):
+        return f"quantizer {name} needs CUDA (run with --qclip-device cuda)"
+    return ""
+
+
+def plan_cells(session: QclipSession, benchmark: str, kinds: tuple[str, ...]) -> list[tuple[Cell, str]]:
+    """Every (cell, skip reason) of a benchmark family; the reason is '' for cells that run."""
+    from .models import check_available, expand_models
+
+    models = expand_models(session.options.models)
+    quantizers = selected_quantizers(session)
+    datasets = selected_datasets(session, kinds)
+    q_reasons = {q: quantizer_skip_reason(session, q) for q in quantizers}
+    out = []
+    for spec in models:
+        ok, m_reason = check_available(spec)
+        for q in quantizers:
+            for ds in datasets:
+                cell = Cell(spec.spec, spec.short, q, benchmark, ds)
+                out.append((cell, "" if ok and not q_reasons[q] else (m_reason or q_reasons[q])))
+    return out

@@ -1,0 +1,212 @@
+"""The qclip pytest plugin: options, parametrization, fixtures and session hooks. Hooks only.
+
+Registered by the repository's root ``conftest.py`` and as a ``pytest11`` entry point. Cells attach
+their result rows to their own test report (``user_properties``); the controller alone (never an
+xdist worker) writes them to the results store as each report arrives, and at the end of the session
+runs the population statistics and writes the report (:mod:`qclip.controller`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+
+from .cells import BENCHMARK_KINDS, Cell
+from .session import CellContext, QclipSession, SessionOptions
+
+__all__ = ["SESSION_KEY", "CONTROLLER_KEY"]
+
+SESSION_KEY = pytest.StashKey[QclipSession]()
+CONTROLLER_KEY = pytest.StashKey[object]()
+ROWS_PROPERTY = "qclip_rows"
+
+
+# ----- option parsers (argparse.ArgumentTypeError on bad text) -------------------------------------
+def parse_threshold(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"Expected QUANTIZER=PERCENTAGE_POINTS (e.g. bnb-nf4=2.0), but got {text!r}") from None
+
+
+def parse_device(text: str) -> str:
+    if text == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu" or text.startswith("cuda"):
+        return text
+    raise argparse.ArgumentTypeError(f"Expected 'cpu', 'cuda', 'cuda:N' or 'auto', but got {text!r}")
+
+
+def parse_positive_int(text: str) -> int:
+    try:
+        value = int(text)
+        if value <= 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"Expected a positive integer, but got {text!r}") from None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("qclip", "qclip: quantization benchmarks for CLIP models")
+    g.addoption("--qclip-models", metavar="SPECS", default=None,
+                help="Comma-separated model specs or sets (tiny, paper, paper-hf; open_clip:ARCH/TAG, "
+                     "hf:ID, tiny:NAME). Default: 'tiny' (the embedded population).")
+    g.addoption("--qclip-quantizers", metavar="GLOB[,GLOB]", default="*",
+                help="Quantizers to run, fnmatch patterns ('bnb-*'). Default: %(default)r (all registered).")
+    g.addoption("--qclip-quantizer", metavar="MODULE:ATTR", action="append", default=[],
+                help="Register a quantizer defined outside qclip (repeatable).")
+    g.addoption("--qclip-data", metavar="TOML", default=None,
+                help="Dataset config mapping names to roots. Default: ./qclip.toml if present, "
+                     "else the embedded synthetic world.")
+    g.addoption("--qclip-datasets", metavar="GLOB[,GLOB]", default="*",
+                help="Datasets to run, fnmatch patterns. Default: %(default)r.")
+    g.addoption("--qclip-cache", metavar="DIR", default=None,
+                help="Cache folder (quantized-model metadata, embeddings, the synthetic world, tiny weights). "
+                     "Default: $QCLIP_CACHE or ~/.cache/qclip.")
+    g.addoption("--qclip-device", metavar="DEVICE", type=parse_device, default="cpu",
+                help="cpu, cuda, cuda:N or auto. Default: %(default)r.")
+    g.addoption("--qclip-batch-size", metavar="N", type=parse_positive_int, default=256,
+                help="Encoding batch size. Default: %(default)r.")
+    g.addoption("--qclip-threshold", metavar="QUANTIZER=PP", type=parse_threshold, action="append", default=[],
+                help="Allowed drop of top-1 / R@1 in percentage points for a quantizer (repeatable); "
+                     "overrides the ini option qclip_thresholds and bench/reference/thresholds.yaml.")
+    g.addoption("--qclip-results", metavar="PATH", default=None,
+                help="Results store (SQLite). Default: <cache>/results.sqlite.")
+    g.addoption("--qclip-resume", metavar="RUN", default=None,
+                help="Continue run RUN: cells it finished are deselected, new rows join it.")
+    g.addoption("--qclip-reports", metavar="DIR", default="reports",
+                help="Where reports are written (<DIR>/<run>/ and <DIR>/latest/). Default: %(default)r.")
+    g.addoption("--qclip-no-report", action="store_true", default=False,
+                help="Record results but write no report at the end of the session.")
+    g.addoption("--qclip-baseline", metavar="RUN|FILE", default=None,
+                help="Baseline run (id, 'latest', prefix) or results.csv/json to compare against.")
+    g.addoption("--qclip-compare-fail", metavar="METRIC:THRESHOLD", action="append", default=[],
+                help="Fail the session when METRIC regressed against the baseline by more than THRESHOLD "
+                     "(absolute, or relative with %%). Repeatable.")
+    g.addoption("--qclip-fairness-gate", metavar="METRIC:BOUND", action="append", default=[],
+                help="Turn a recorded fairness delta into an assertion: |delta of METRIC| <= BOUND. Repeatable.")
+    parser.addini("qclip_thresholds", type="linelist", default=[],
+                  help="QUANTIZER=PP lines: allowed accuracy drop per quantizer in percentage points.")
+    parser.addini("qclip_models", default="tiny", help="Default for --qclip-models.")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _options(config: pytest.Config) -> SessionOptions:
+    from .thresholds import load_thresholds
+
+    data = config.getoption("qclip_data")
+    if data is None and os.path.exists(os.path.join(str(config.rootpath), "qclip.toml")):
+        data = os.path.join(str(config.rootpath), "qclip.toml")
+    thresholds = load_thresholds(config.getini("qclip_thresholds"), config.getoption("qclip_threshold"))
+    return SessionOptions(
+        models=config.getoption("qclip_models") or config.getini("qclip_models") or "tiny",
+        quantizers=config.getoption("qclip_quantizers"),
+        data=data,
+        datasets=config.getoption("qclip_datasets"),
+        cache=config.getoption("qclip_cache"),
+        device=config.getoption("qclip_device"),
+        batch_size=config.getoption("qclip_batch_size"),
+        thresholds=thresholds,
+        progress=not config.getoption("capture") == "no" and config.get_verbosity() >= 0,
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "qclip(benchmark): the module's cells belong to this qclip benchmark family")
+    from .quantize import load_quantizer_from_path
+
+    for ref in config.getoption("qclip_quantizer", default=[]) or []:
+        load_quantizer_from_path(ref)
+    config.stash[SESSION_KEY] = QclipSession(_options(config))
+    if not _is_worker(config):
+        from .controller import Controller
+
+        config.stash[CONTROLLER_KEY] = Controller(config, config.stash[SESSION_KEY])
+        config.pluginmanager.register(config.stash[CONTROLLER_KEY], "qclip-controller")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: one worker per GPU when cells run on CUDA, else let xdist decide."""
+    if str(config.getoption("qclip_device", default="cpu")).startswith("cuda"):
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("qclip")
+    if marker is None:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: a test using the 'cell' fixture needs "
+                                "@pytest.mark.qclip(benchmark=...)")
+    benchmark = marker.kwargs.get("benchmark") or marker.args[0]
+    session: QclipSession = metafunc.config.stash[SESSION_KEY]
+    from .planning import plan_cells
+
+    params = []
+    for cell, skip_reason in plan_cells(session, benchmark, BENCHMARK_KINDS[benchmark]):
+        marks = [pytest.mark.xdist_group(cell.model_id)]
+        if skip_reason:
+            marks.append(pytest.mark.skip(reason=skip_reason))
+        params.append(pytest.param(cell, id=cell.id, marks=marks))
+    if not params:
+        params = [pytest.param(None, id="no-cells", marks=pytest.mark.skip(
+            reason=f"no {benchmark} cells: no dataset of kind {BENCHMARK_KINDS[benchmark]} configured, "
+                   "or every model/quantizer filtered out"))]
+    metafunc.parametrize("cell", params)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    for item in items:  # every report of a cell (skips at setup included) names its cell
+        cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
+        if isinstance(cell, Cell):
+            item.user_properties.append(("qclip_cell", cell.key))
+    controller = config.stash.get(CONTROLLER_KEY, None)
+    if controller is not None:
+        controller.deselect_finished(items)
+
+
+@pytest.fixture(scope="session")
+def qclip_session(request: pytest.FixtureRequest) -> QclipSession:
+    """The per-process :class:`QclipSession` (cache, data, model pool, embedder)."""
+    return request.config.stash[SESSION_KEY]
+
+
+@pytest.fixture
+def qclip(request: pytest.FixtureRequest, cell: Cell, qclip_session: QclipSession) -> CellContext:
+    """The cell's context: fp32 and quantized embeddings through the cache, and ``record``."""
+    from .errors import DatasetUnavailable, ModelUnavailable
+    from .models import check_available
+
+    ok, reason = check_available(cell.model)
+    if not ok:
+        pytest.skip(reason)
+    if cell.dataset:
+        try:
+            qclip_session.dataset(cell.dataset)
+        except DatasetUnavailable as exc:
+            pytest.skip(str(exc))
+    props = request.node.user_properties
+
+    def add_rows(rows: list[dict]) -> None:
+        props.append((ROWS_PROPERTY, rows))
+
+    try:
+        return CellContext(qclip_session, cell, add_rows)
+    except ModelUnavailable as exc:  # pragma: no cover - check_available said yes, the load said no
+        pytest.skip(str(exc))

@@ -1,0 +1,222 @@
+"""Run state of one pytest session (one per xdist worker, plus the controller's).
+
+:class:`QclipSession` lives in ``config.stash``; it owns the cache, the data configuration, the
+model pool and the embedder. Cells get a :class:`CellContext` that gives them fp32 and quantized
+embeddings through the cache and a ``record`` callback; they never see the results store.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .cache import Cache
+from .cells import Cell
+from .embed import Embedder, EmbedKey
+from .errors import DatasetUnavailable
+
+__all__ = ["SessionOptions", "QclipSession", "ModelPool", "CellContext", "EmbeddingSource"]
+
+
+@dataclass
+class SessionOptions:
+    models: str = "tiny"
+    quantizers: str = "*"
+    exclude_quantizers: tuple[str, ...] = ()
+    data: str | None = None
+    datasets: str = "*"
+    cache: str | None = None
+    device: str = "cpu"
+    batch_size: int = 256
+    thresholds: dict[str, float] = field(default_factory=dict)
+    progress: bool = True
+
+
+class ModelPool:
+    """Loads each fp32 model once per process and builds quantized copies on demand (small LRUs)."""
+
+    def __init__(self, cache: Cache, device: str, progress: bool = True, max_fp32: int = 2, max_quant: int = 1):
+        self.cache, self.device, self.progress = cache, device, progress
+        self._fp32: OrderedDict[str, object] = OrderedDict()
+        self._quant: OrderedDict[tuple[str, str], object] = OrderedDict()
+        self.max_fp32, self.max_quant = max_fp32, max_quant
+        self.quantize_calls = 0
+        self.load_calls = 0
+
+    @staticmethod
+    def _touch(lru: OrderedDict, key, limit: int, make: Callable):
+        if key in lru:
+            lru.move_to_end(key)
+            return lru[key]
+        value = make()
+        lru[key] = value
+        while len(lru) > limit:
+            lru.popitem(last=False)
+        return value
+
+    def fp32(self, spec: str):
+        from .models import load_model
+
+        def make():
+            self.load_calls += 1
+            return load_model(spec, self.cache, progress=self.progress)
+
+        return self._touch(self._fp32, spec, self.max_fp32, make)
+
+    def quantized(self, spec: str, quantizer: str):
+        from .quantize import create_quantizer
+
+        def make():
+            base = self.fp32(spec)
+            model = copy.deepcopy(base)
+            model.to(self.device)
+            q = create_quantizer(quantizer)
+            self.quantize_calls += 1
+            out = q.quantize(model)
+            return out
+
+        if quantizer == "fp32" and self.device == "cpu":
+            return self.fp32(spec)
+        return self._touch(self._quant, (spec, quantizer), self.max_quant, make)
+
+
+class QclipSession:
+    """Options, cache, data and models for one process."""
+
+    def __init__(self, options: SessionOptions):
+        self.options = options
+        self.cache = Cache(options.cache)
+        self.pool = ModelPool(self.cache, options.device, options.progress)
+        self.embedder = Embedder(self.cache, device=options.device, batch_size=options.batch_size,
+                                 progress=options.progress)
+        self._datasets: dict[str, object] = {}
+        self._data_config = None
+
+    # ----- data ---------------------------------------------------------------------------------
+    @property
+    def data_config(self):
+        """The user's dataset config (``--qclip-data`` / ``qclip.toml``), else the synthetic world's."""
+        if self._data_config is None:
+            from .data.config import DataConfig
+
+            if self.options.data:
+                self._data_config = DataConfig.load(self.options.data)
+            else:
+                from .embedded import ensure_world
+
+                root = ensure_world(self.cache, progress=self.options.progress)
+                self._data_config = DataConfig.load(root / "qclip.toml")
+        return self._data_config
+
+    def dataset(self, name: str):
+        if name not in self._datasets:
+            entry = self.data_config.get(name)
+            ok, reason = entry.available()
+            if not ok:
+                raise DatasetUnavailable(reason)
+            self._datasets[name] = entry.load()
+        return self._datasets[name]
+
+    # ----- keys -----------------------------------------------------------------------------------
+    def embed_key(self, spec: str, quantizer: str) -> EmbedKey:
+        from .models.loader import weights_digest_for
+        from .quantize import create_quantizer
+
+        q = create_quantizer(quantizer)
+        return EmbedKey(spec, weights_digest_for(spec, self.cache), quantizer, q.config_json(), self.options.device)
+
+    def model_meta(self, spec: str, quantizer: str) -> dict:
+        """Logit scale and quantization report of (model, quantizer), cached so hits load no model."""
+        key = self.embed_key(spec, quantizer)
+
+        def compute():
+            m = self.pool.quantized(spec, quantizer)
+            report = m.quant_report or {}
+            return {"logit_scale": torch.tensor([m.logit_scale])}, {"quant_report": report,
+                                                                      "normalize": _normalize_stats(m.preprocess)}
+
+        tensors, meta = self.cache.get_or_compute("model-meta", key.parts(), compute)
+        return {"logit_scale": float(tensors["logit_scale"][0]), **json.loads(json.dumps(meta))}
+
+
+def _normalize_stats(preprocess) -> list[list[float]]:
+    """(mean, std) of the Normalize step of a torchvision pipeline or an HF image processor."""
+    for t in getattr(preprocess, "transforms", []):
+        if type(t).__name__ == "Normalize":
+            return [list(map(float, t.mean)), list(map(float, t.std))]
+    proc = getattr(preprocess, "processor", None)
+    if proc is not None:
+        return [list(map(float, proc.image_mean)), list(map(float, proc.image_std))]
+    return [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+
+
+class EmbeddingSource:
+    """Embeddings of one (model, quantizer) through the cache; what :mod:`qclip.tasks` computes on."""
+
+    def __init__(self, session: QclipSession, spec: str, quantizer: str):
+        self.session, self.spec, self.quantizer = session, spec, quantizer
+
+    def _factory(self):
+        return lambda: self.session.pool.quantized(self.spec, self.quantizer)
+
+    def image_embeddings(self, dataset, transform=None, transform_id: str = "") -> torch.Tensor:
+        key = self.session.embed_key(self.spec, self.quantizer)
+        return self.session.embedder.image_embeddings(key, self._factory(), dataset, transform, transform_id)
+
+    def text_embeddings(self, texts) -> torch.Tensor:
+        key = self.session.embed_key(self.spec, self.quantizer)
+        return self.session.embedder.text_embeddings(key, self._factory(), list(texts))
+
+    @property
+    def logit_scale(self) -> float:
+        return self.session.model_meta(self.spec, self.quantizer)["logit_scale"]
+
+    def preprocess_stats(self) -> tuple[list[float], list[float]]:
+        """(mean, std) of the model's input normalisation, for corruptions applied in pixel space."""
+        return self.session.model_meta(self.spec, self.quantizer)["normalize"]
+
+
+class CellContext:
+    """What a cell sees: embeddings (fp32 reference and quantized) and a record callback."""
+
+    def __init__(self, session: QclipSession, cell: Cell, add_rows: Callable[[list[dict]], None]):
+        self.session, self.cell, self._add_rows = session, cell, add_rows
+        self.rows: list[dict] = []
+
+    @property
+    def dataset(self):
+        return self.session.dataset(self.cell.dataset)
+
+    @property
+    def reference(self) -> EmbeddingSource:
+        """The fp32 model (computed through the cache even when -k deselected the fp32 cells)."""
+        return EmbeddingSource(self.session, self.cell.model, "fp32")
+
+    @property
+    def quantized(self) -> EmbeddingSource:
+        return EmbeddingSource(self.session, self.cell.model, self.cell.quantizer)
+
+    @property
+    def threshold(self) -> float:
+        """Allowed drop of top-1 / R@1 for this cell's quantizer, in percentage points."""
+        from .thresholds import threshold_for
+
+        return threshold_for(self.session.options.thresholds, self.cell.quantizer)
+
+    def quant_report(self) -> dict:
+        return self.session.model_meta(self.cell.model, self.cell.quantizer)["quant_report"]
+
+    def record(self, metric: str, value: float, reference: float | None = None, n: int = 0, subgroup: str = "",
+               extra: dict | None = None, dataset: str | None = None) -> dict:
+        row = self.cell.row(metric, value, reference, n, subgroup, extra)
+        if dataset is not None:
+            row["dataset"] = dataset
+        self.rows.append(row)
+        self._add_rows([row])
+        return row
+
