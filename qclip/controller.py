@@ -73,14 +73,12 @@ class Controller:
 
     def __init__(self, config: pytest.Config, session: QclipSession):
         from .gate import parse_compare_fail
-        from .results import ResultStore
 
         self.config, self.session = config, session
-        path = config.getoption("qclip_results") or str(session.cache.root / "results.sqlite")
-        self.store = ResultStore(path)
-        resume = config.getoption("qclip_resume")
-        self.run_id = self.store.resolve(resume) if resume else new_run_id()
-        self.resumed = bool(resume)
+        self._store = None
+        self.resume_ref = config.getoption("qclip_resume")
+        self._run_id = None
+        self.resumed = bool(self.resume_ref)
         self.checks = [parse_compare_fail(t) for t in config.getoption("qclip_compare_fail")]
         self.baseline = config.getoption("qclip_baseline")
         if self.checks and not self.baseline:
@@ -92,6 +90,22 @@ class Controller:
         self.regressions: list = []
         self.summary_lines: list[str] = []
         self.report_dir: Path | None = None
+
+    @property
+    def store(self):
+        """The results store, opened on first use (a session without cells opens none)."""
+        if self._store is None:
+            from .results import ResultStore
+
+            path = self.config.getoption("qclip_results") or str(self.session.cache.root / "results.sqlite")
+            self._store = ResultStore(path)
+        return self._store
+
+    @property
+    def run_id(self) -> str:
+        if self._run_id is None:
+            self._run_id = self.store.resolve(self.resume_ref) if self.resume_ref else new_run_id()
+        return self._run_id
 
     # ----- collection -----------------------------------------------------------------------------
     def deselect_finished(self, items: list) -> None:

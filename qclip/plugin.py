@@ -126,10 +126,12 @@ def _options(config: pytest.Config) -> SessionOptions:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qclip(benchmark): the module's cells belong to this qclip benchmark family")
-    from .quantize import load_quantizer_from_path
+    refs = config.getoption("qclip_quantizer", default=[]) or []
+    if refs:
+        from .quantize import load_quantizer_from_path
 
-    for ref in config.getoption("qclip_quantizer", default=[]) or []:
-        load_quantizer_from_path(ref)
+        for ref in refs:
+            load_quantizer_from_path(ref)
     config.stash[SESSION_KEY] = QclipSession(_options(config))
     if not _is_worker(config):
         from .controller import Controller

@@ -208,6 +208,22 @@ class CellContext:
 
         return threshold_for(self.session.options.thresholds, self.cell.quantizer)
 
+    def assert_preserved(self, metric: str, value: float, reference: float) -> None:
+        """Fail the cell when ``metric`` dropped by more than the quantizer's threshold (pp)."""
+        import math
+
+        if not (math.isfinite(value) and math.isfinite(reference)):
+            raise AssertionError(f"{self.cell.model} {self.cell.quantizer} {self.cell.dataset}: "
+                                 f"{metric} is not finite (quantized {value}, fp32 {reference})")
+        drop = (reference - value) * 100.0
+        limit = self.threshold
+        if drop > limit + 1e-9:
+            raise AssertionError(
+                f"accuracy not preserved: model {self.cell.model}, quantizer {self.cell.quantizer}, dataset "
+                f"{self.cell.dataset}: {metric} {value:.4f} quantized vs {reference:.4f} fp32, a drop of "
+                f"{drop:.2f} pp > threshold {limit:g} pp (set with --qclip-threshold {self.cell.quantizer}=PP)"
+            )
+
     def quant_report(self) -> dict:
         return self.session.model_meta(self.cell.model, self.cell.quantizer)["quant_report"]
 

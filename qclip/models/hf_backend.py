@@ -62,7 +62,14 @@ class HFClipModel(ClipModel):
 def _hf_tokenizer(path_or_id: str, context_length: int) -> Callable:
     from transformers import CLIPTokenizerFast
 
-    tok = CLIPTokenizerFast.from_pretrained(path_or_id, local_files_only=True)
+    try:
+        tok = CLIPTokenizerFast.from_pretrained(path_or_id, local_files_only=True)
+    except (OSError, ValueError, TypeError):
+        # No tokenizer files beside the weights: CLIP's tokenizer is OpenAI's BPE, which open_clip ships.
+        # Padding differs (0 vs EOS) but CLIP's causal text tower pools at EOS, so it cannot matter.
+        from open_clip.tokenizer import SimpleTokenizer
+
+        return SimpleTokenizer(context_length=context_length)
 
     def tokenize(texts: list[str]) -> torch.Tensor:
         return tok(texts, padding="max_length", truncation=True, max_length=context_length,
@@ -71,10 +78,15 @@ def _hf_tokenizer(path_or_id: str, context_length: int) -> Callable:
     return tokenize
 
 
-def _hf_preprocess(path_or_id: str) -> Callable:
+def _hf_preprocess(path_or_id: str, image_size: int) -> Callable:
     from transformers import CLIPImageProcessor
 
-    proc = CLIPImageProcessor.from_pretrained(path_or_id, local_files_only=True)
+    try:
+        proc = CLIPImageProcessor.from_pretrained(path_or_id, local_files_only=True)
+    except (OSError, ValueError, TypeError):
+        # no preprocessor_config.json: CLIP's own recipe (resize shortest side, centre crop, OpenAI mean/std)
+        proc = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size,
+                                                                                  "width": image_size})
 
     def preprocess(img) -> torch.Tensor:
         return proc(images=img, return_tensors="pt")["pixel_values"][0]
@@ -92,7 +104,7 @@ def load_hf(ref: str, spec: str, digest_fn: Callable[[str], str]) -> HFClipModel
     try:
         module = CLIPModel.from_pretrained(ref, local_files_only=True)
         tokenizer = _hf_tokenizer(ref, int(module.config.text_config.max_position_embeddings))
-        preprocess = _hf_preprocess(ref)
+        preprocess = _hf_preprocess(ref, int(module.config.vision_config.image_size))
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(
             f"hf:{ref}: weights not found offline (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!s}); "

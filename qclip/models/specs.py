@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from ..errors import UnknownModelError, suggest
 
-__all__ = ["ModelSpec", "PaperModel", "PAPER_MODELS", "MODEL_SETS", "parse_spec", "expand_models"]
+__all__ = ["ModelSpec", "PaperModel", "PAPER_MODELS", "MODEL_SETS", "model_set", "parse_spec", "expand_models",
+           "paper_reference"]
 
 BACKENDS = ("open_clip", "hf", "tiny")
 
@@ -64,28 +65,21 @@ def _tiny_names() -> list[str]:
     return list(TINY_MODELS)
 
 
-def _model_sets() -> dict[str, list[str]]:
-    return {
-        "paper": [f"open_clip:{m.open_clip}" for m in PAPER_MODELS],
-        "paper-hf": [f"hf:{m.hf}" for m in PAPER_MODELS],
-        "tiny": [f"tiny:{n}" for n in _tiny_names()],
-    }
+SET_NAMES = ("tiny", "paper", "paper-hf")
 
 
-class _Sets(dict):
-    """Lazy view of the named sets (the tiny set needs qclip.models.tiny)."""
-
-    def __missing__(self, key):
-        sets = _model_sets()
-        if key in sets:
-            return sets[key]
-        raise KeyError(key)
-
-    def keys(self):  # type: ignore[override]
-        return _model_sets().keys()
+def model_set(name: str) -> list[str]:
+    """The specs of a named set (the tiny set is read from qclip.models.tiny on demand)."""
+    if name == "paper":
+        return [f"open_clip:{m.open_clip}" for m in PAPER_MODELS]
+    if name == "paper-hf":
+        return [f"hf:{m.hf}" for m in PAPER_MODELS]
+    if name == "tiny":
+        return [f"tiny:{n}" for n in _tiny_names()]
+    raise KeyError(name)
 
 
-MODEL_SETS = _Sets()
+MODEL_SETS = SET_NAMES
 
 
 def parse_spec(text: str) -> ModelSpec:
@@ -94,7 +88,7 @@ def parse_spec(text: str) -> ModelSpec:
     if not sep or not ref:
         raise UnknownModelError(
             text, f"Expected a model spec like 'open_clip:ViT-B-32/laion2b_s34b_b79k', 'hf:openai/clip-vit-base-patch32' "
-                  f"or 'tiny:NAME', or a model set ({', '.join(_model_sets())}), but got {text!r}"
+                  f"or 'tiny:NAME', or a model set ({', '.join(SET_NAMES)}), but got {text!r}"
         )
     if backend not in BACKENDS:
         raise UnknownModelError(text, f"Unknown model backend {backend!r} in {text!r}.{suggest(backend, BACKENDS)}")
@@ -110,11 +104,10 @@ def parse_spec(text: str) -> ModelSpec:
 def expand_models(text: str) -> list[ModelSpec]:
     """Expand a comma-separated list of specs and set names into specs (order kept, duplicates dropped)."""
     out: list[ModelSpec] = []
-    sets = _model_sets()
     for item in (t.strip() for t in text.split(",")):
         if not item:
             continue
-        specs = sets[item] if item in sets else [item]
+        specs = model_set(item) if item in SET_NAMES else [item]
         for s in specs:
             ms = parse_spec(s)
             if ms not in out:
