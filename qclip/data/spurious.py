@@ -1,0 +1,139 @@
+"""Group-annotated classification for worst-group accuracy (Waterbirds-style metadata).
+
+Layout: ``<root>/metadata.csv`` (name configurable) and the images at paths relative
+to the root. Columns, by name (the first present of each alias list):
+
+* image: ``img_filename`` | ``image`` | ``filename``;
+* label: ``y`` | ``label`` (integers 0..K-1);
+* spurious attribute: ``place`` | ``group`` (a ``group`` column is only used when there
+  is no ``place``; Waterbirds' own columns are ``img_id, img_filename, y, split, place,
+  place_filename``);
+* optional ``split``: integers (Waterbirds: 0 train, 1 val, 2 test) or the names
+  ``train``/``val``/``valid``/``validation``/``test``.
+
+Conventions:
+
+* ``split='test'`` (default) keeps the rows whose split is 2/test when the column exists;
+  ``'train'``/``'val'``/an int select another; ``None`` or ``'all'`` keeps every row.
+  Rows of other splits are a selection, not an exclusion: they are counted in
+  ``meta['split_filtered']``.
+* group id = ``label * P + place_index`` with P the number of distinct attribute values
+  in the whole file and ``place_index`` their sorted position, so Waterbirds gets the
+  usual 0 landbird/land, 1 landbird/water, 2 waterbird/land, 3 waterbird/water.
+  ``SpuriousSet.groups`` maps id -> ``(label, place)``. ``place`` stays an int when
+  every value is an integer, else a string.
+* class names: the ``classnames`` option (list or file), else ``<root>/classnames.txt``,
+  else the label values as strings (``meta['classnames_source'] = 'labels'``).
+  Templates: the option, else ``<root>/templates.txt``, else ``["a photo of a {}."]``.
+* an image missing on disk is excluded (``image file missing``); a non-integer label
+  or an unknown split name raises :class:`~qclip.errors.DataFormatError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from qclip.data.base import Exclusions, SpuriousSet, read_csv
+from qclip.data.prompts import resolve_names, resolve_templates
+from qclip.errors import DataFormatError, DatasetUnavailable
+
+__all__ = ["read_spurious", "LAYOUT", "layout_problem", "SPLITS"]
+
+LAYOUT = "<root>/metadata.csv with columns img_filename, y, place (optional split) and the images under <root>/"
+SPLITS = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
+_ALIASES = {"img_filename": ("image", "filename"), "y": ("label",), "place": ("group",)}
+
+
+def layout_problem(root: Path, metadata: str = "metadata.csv", **_options) -> str | None:
+    root = Path(root)
+    if not root.is_dir():
+        return f"root {root} does not exist or is not a folder"
+    meta = Path(metadata) if Path(metadata).is_absolute() else root / metadata
+    if not meta.is_file():
+        return f"no metadata file {meta}"
+    return None
+
+
+def _split_id(value: str | int, path: Path | str, i: int) -> int:
+    v = str(value).strip().lower()
+    if v.lstrip("-").isdigit():
+        return int(v)
+    if v in SPLITS:
+        return SPLITS[v]
+    where = f"row {i} (line {i + 2}) column 'split'" if i >= 0 else "split option"
+    raise DataFormatError(f"{path}: {where}: unknown split {value!r}; expected an integer or one of {', '.join(SPLITS)}")
+
+
+def read_spurious(
+    root: str | os.PathLike,
+    name: str = "waterbirds",
+    metadata: str = "metadata.csv",
+    split: str | int | None = "test",
+    classnames: str | os.PathLike | Sequence[str] | None = None,
+    templates: str | os.PathLike | Sequence[str] | None = None,
+) -> SpuriousSet:
+    """Read a Waterbirds-style metadata CSV as a :class:`SpuriousSet` (see the module doc).
+
+    Table columns: ``path, image, label, place, group`` (+ ``split`` when present).
+    """
+    root = Path(root).resolve()
+    problem = layout_problem(root, metadata)
+    if problem:
+        raise DatasetUnavailable(f"{name}: {problem}; expected {LAYOUT}")
+    csv_path = Path(metadata) if Path(metadata).is_absolute() else root / metadata
+    df = read_csv(csv_path, required=("img_filename", "y", "place"), aliases=_ALIASES)
+
+    labels = []
+    for i, v in enumerate(df["y"]):
+        s = v.strip()
+        if not s.lstrip("-").isdigit():
+            raise DataFormatError(f"{csv_path}: row {i} (line {i + 2}) column 'y': expected an integer label, got {v!r}")
+        labels.append(int(s))
+    places_raw = [p.strip() for p in df["place"]]
+    numeric = all(p.lstrip("-").isdigit() for p in places_raw)
+    places: list[int | str] = [int(p) for p in places_raw] if numeric else places_raw
+    distinct = sorted(set(places))
+    place_index = {p: k for k, p in enumerate(distinct)}
+    n_places = len(distinct)
+
+    names = resolve_names(classnames, "classnames")
+    source = "option"
+    if names is None and (root / "classnames.txt").is_file():
+        names, source = resolve_names(root / "classnames.txt", "classnames"), "classnames.txt"
+    if names is None:
+        names, source = [str(v) for v in range(max(labels, default=-1) + 1)], "labels"
+    bad = [v for v in set(labels) if not 0 <= v < len(names)]
+    if bad:
+        raise DataFormatError(f"{csv_path}: labels {sorted(bad)} are outside 0..{len(names) - 1} ({len(names)} class names)")
+
+    want = None if split is None or str(split).lower() == "all" else _split_id(split, "read_spurious", -1)
+    has_split = "split" in df.columns
+    excl = Exclusions()
+    rows = []
+    filtered = 0
+    for i, rec in enumerate(df.to_dict("records")):
+        sid = _split_id(rec["split"], csv_path, i) if has_split else None
+        if want is not None and has_split and sid != want:
+            filtered += 1
+            continue
+        image = rec["img_filename"].strip()
+        path = root / image
+        if not path.is_file():
+            excl.add(csv_path, i, "image file missing")
+            continue
+        row = {"path": str(path), "image": image, "label": labels[i], "place": places[i],
+               "group": labels[i] * n_places + place_index[places[i]]}
+        if has_split:
+            row["split"] = sid
+        rows.append(row)
+    cols = ["path", "image", "label", "place", "group"] + (["split"] if has_split else [])
+    table = pd.DataFrame(rows, columns=cols).astype({"label": "int64", "group": "int64"})
+    groups = {y * n_places + k: (y, p) for y in range(len(names)) for k, p in enumerate(distinct)}
+    meta = {"metadata": str(csv_path), "split": "all" if want is None else want, "split_filtered": filtered,
+            "classnames_source": source, "num_groups": len(groups)}
+    return SpuriousSet(name=name, root=root, table=table, exclusions=excl.frame(), meta=meta,
+                       classnames=list(names), templates=resolve_templates(templates, root), groups=groups)
