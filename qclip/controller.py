@@ -83,6 +83,15 @@ class Controller:
         self.baseline = config.getoption("qclip_baseline")
         if self.checks and not self.baseline:
             raise pytest.UsageError("--qclip-compare-fail needs --qclip-baseline RUN|FILE to compare against")
+        self.baseline_rows = None
+        if self.baseline and not _is_xdist_worker(config):
+            # loaded up front, before this run exists in the store, so 'latest' means the previous run
+            from .gate import load_baseline
+
+            try:
+                self.baseline_rows = load_baseline(self.baseline, self.store)
+            except (KeyError, FileNotFoundError, ValueError) as exc:
+                raise pytest.UsageError(f"--qclip-baseline {self.baseline}: {exc}") from None
         self.started = False
         self.rows_written = 0
         self.cells_seen: set[str] = set()
@@ -156,7 +165,7 @@ class Controller:
     # ----- end of session -------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from .gate import load_baseline, run_gates
+        from .gate import run_gates
         from .report import terminal_summary, write_report
         from .stats import population_stats
 
@@ -166,8 +175,7 @@ class Controller:
         rows = self.store.rows(self.run_id)
         gates = None
         if self.checks:
-            baseline = load_baseline(self.baseline, self.store)
-            gates = run_gates(rows, baseline, self.checks)
+            gates = run_gates(rows, self.baseline_rows, self.checks)
             self.regressions = [g for g in gates if not g.passed]
             if self.regressions and session.exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -193,6 +201,10 @@ class Controller:
             tr.write_line(f"GATE FAILED: {g}", red=True)
             for d in g.details:
                 tr.write_line(f"  {d}", red=True)
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
 
 
 def _cell_key(report: pytest.TestReport) -> str | None:

@@ -35,6 +35,17 @@ def parse_threshold(text: str) -> tuple[str, float]:
             f"Expected QUANTIZER=PERCENTAGE_POINTS (e.g. bnb-nf4=2.0), but got {text!r}") from None
 
 
+def parse_gate(text: str) -> tuple[str, float]:
+    metric, sep, bound = text.rpartition(":")
+    try:
+        if not sep or not metric:
+            raise ValueError
+        return metric, float(bound)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"Expected METRIC:BOUND (e.g. 'max_disparity@1:0.02', METRIC may be a glob), but got {text!r}") from None
+
+
 def parse_device(text: str) -> str:
     if text == "auto":
         import torch
@@ -92,8 +103,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--qclip-compare-fail", metavar="METRIC:THRESHOLD", action="append", default=[],
                 help="Fail the session when METRIC regressed against the baseline by more than THRESHOLD "
                      "(absolute, or relative with %%). Repeatable.")
-    g.addoption("--qclip-fairness-gate", metavar="METRIC:BOUND", action="append", default=[],
+    g.addoption("--qclip-fairness-gate", metavar="METRIC:BOUND", type=parse_gate, action="append", default=[],
                 help="Turn a recorded fairness delta into an assertion: |delta of METRIC| <= BOUND. Repeatable.")
+    g.addoption("--qclip-min-samples", metavar="N", type=parse_positive_int, default=25,
+                help="FACET: people a class needs in both subgroups to count in min/max disparity. "
+                     "Default: %(default)r.")
+    g.addoption("--qclip-skew-k", metavar="K", type=parse_positive_int, default=1000,
+                help="FairFace: k of MaxSkew@k/MinSkew@k (capped at the set size). Default: %(default)r.")
     parser.addini("qclip_thresholds", type="linelist", default=[],
                   help="QUANTIZER=PP lines: allowed accuracy drop per quantizer in percentage points.")
     parser.addini("qclip_models", default="tiny", help="Default for --qclip-models.")
@@ -119,6 +135,9 @@ def _options(config: pytest.Config) -> SessionOptions:
         device=config.getoption("qclip_device"),
         batch_size=config.getoption("qclip_batch_size"),
         thresholds=thresholds,
+        min_samples=config.getoption("qclip_min_samples"),
+        skew_k=config.getoption("qclip_skew_k"),
+        fairness_gates=tuple(config.getoption("qclip_fairness_gate")),
         progress=not config.getoption("capture") == "no" and config.get_verbosity() >= 0,
     )
 

@@ -34,6 +34,9 @@ class SessionOptions:
     device: str = "cpu"
     batch_size: int = 256
     thresholds: dict[str, float] = field(default_factory=dict)
+    min_samples: int = 25
+    skew_k: int = 1000
+    fairness_gates: tuple[tuple[str, float], ...] = ()
     progress: bool = True
 
 
@@ -193,6 +196,20 @@ class CellContext:
         return self.session.dataset(self.cell.dataset)
 
     @property
+    def dataset_kind(self) -> str:
+        return self.session.data_config.get(self.cell.dataset).kind if self.cell.dataset else ""
+
+    def datasets_of_kind(self, kind: str) -> dict:
+        """Every configured and available dataset of ``kind`` (loaded), e.g. the OOD sets of an OOD cell."""
+        out = {}
+        for name in self.session.data_config.names(kind):
+            try:
+                out[name] = self.session.dataset(name)
+            except DatasetUnavailable:
+                continue
+        return out
+
+    @property
     def reference(self) -> EmbeddingSource:
         """The fp32 model (computed through the cache even when -k deselected the fp32 cells)."""
         return EmbeddingSource(self.session, self.cell.model, "fp32")
@@ -223,6 +240,35 @@ class CellContext:
                 f"{self.cell.dataset}: {metric} {value:.4f} quantized vs {reference:.4f} fp32, a drop of "
                 f"{drop:.2f} pp > threshold {limit:g} pp (set with --qclip-threshold {self.cell.quantizer}=PP)"
             )
+
+    @property
+    def min_samples(self) -> int:
+        """FACET: people needed in both subgroups for a class to count (--qclip-min-samples)."""
+        return self.session.options.min_samples
+
+    @property
+    def skew_k(self) -> int:
+        """FairFace: the k of Skew@k (--qclip-skew-k; capped at the set size by the metric)."""
+        return self.session.options.skew_k
+
+    def check_fairness_gates(self) -> None:
+        """Turn recorded fairness deltas into assertions for the gates the user asked for
+        (``--qclip-fairness-gate METRIC:BOUND``: every recorded row whose metric matches the glob METRIC
+        must have |delta| <= BOUND)."""
+        import fnmatch
+        import math
+
+        broken = []
+        for pattern, bound in self.session.options.fairness_gates:
+            for row in self.rows:
+                if fnmatch.fnmatchcase(row["metric"], pattern) and math.isfinite(row["delta"]) \
+                        and abs(row["delta"]) > bound:
+                    broken.append(f"{row['metric']}[{row['subgroup']}] delta {row['delta']:+.4f} "
+                                  f"(quantized {row['value']:.4f}, fp32 {row['reference']:.4f}) exceeds {bound:g}")
+        if broken:
+            raise AssertionError(
+                f"fairness gate failed for model {self.cell.model}, quantizer {self.cell.quantizer}, dataset "
+                f"{self.cell.dataset}:\n  " + "\n  ".join(broken))
 
     def quant_report(self) -> dict:
         return self.session.model_meta(self.cell.model, self.cell.quantizer)["quant_report"]

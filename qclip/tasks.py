@@ -37,16 +37,17 @@ def class_prompts(classnames: list[str], templates: list) -> list[str]:
 
 
 def classifier_outputs(src, dataset, classnames=None, templates=None, transform=None,
-                       transform_id: str = "") -> ClassifierOutputs:
-    """Image embeddings, the prompt-ensemble classifier and the logits for a labelled set."""
+                       transform_id: str = "", labels: bool = True) -> ClassifierOutputs:
+    """Image embeddings, the prompt-ensemble classifier and the logits for a labelled set
+    (``labels=False`` for an unlabelled set scored against another set's classes, e.g. OOD images)."""
     classnames = list(classnames if classnames is not None else dataset.classnames)
     templates = list(templates if templates is not None else dataset.templates)
     text = src.text_embeddings(class_prompts(classnames, templates)).numpy()
     w = zs.build_classifier(text, len(classnames))
     img = src.image_embeddings(dataset, transform, transform_id).numpy()
     logits = zs.zeroshot_logits(img, w, logit_scale=1.0)
-    labels = dataset.table["label"].to_numpy(dtype=np.int64)
-    return ClassifierOutputs(logits, src.logit_scale * logits, labels, img)
+    y = dataset.table["label"].to_numpy(dtype=np.int64) if labels else np.full(len(img), -1, dtype=np.int64)
+    return ClassifierOutputs(logits, src.logit_scale * logits, y, img)
 
 
 def zeroshot(src, dataset) -> tuple[dict[str, float], int]:
@@ -62,3 +63,23 @@ def retrieval(src, dataset, ks=(1, 5, 10)) -> tuple[dict[str, float], int]:
     txt = src.text_embeddings(captions["caption"].tolist()).numpy()
     t2i = captions["image_index"].to_numpy(dtype=np.int64)
     return retrieval_recall(img, txt, t2i, ks=ks), len(img)
+
+
+def corrupted_top1(src, dataset, corruption) -> float:
+    """Zero-shot top-1 on ``dataset`` with an evaluation-time corruption (qclip.corruptions)."""
+    from .corruptions import make_corruption
+
+    mean, std = src.preprocess_stats()
+    fn = make_corruption(corruption, mean, std)
+    out = classifier_outputs(src, dataset, transform=fn, transform_id=corruption.id)
+    return zs.zeroshot_metrics(out.logits, out.labels)["top1"]
+
+
+def worst_group(src, dataset) -> tuple[dict, dict]:
+    """Worst-group, average and mean-group accuracy on a group-annotated set, plus per-group accuracy."""
+    from .metrics.robustness import group_accuracy, worst_group_accuracy
+
+    out = classifier_outputs(src, dataset)
+    pred = zs.predictions(out.logits)
+    groups = dataset.table["group"].to_numpy()
+    return worst_group_accuracy(pred, out.labels, groups), group_accuracy(pred, out.labels, groups)

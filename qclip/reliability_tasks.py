@@ -1,0 +1,70 @@
+"""Calibration, OOD detection and spectral analysis from cached embeddings ("Less Precise Can Be More
+Reliable"). The zero-shot logits come from :func:`qclip.tasks.classifier_outputs`, so these share the
+image embeddings of the zero-shot cells.
+
+* Calibration: top-label confidence = max softmax of logit_scale · cosine; ECE (15 equal-width bins),
+  adaptive ECE, MCE, RMS, NLL, Brier; temperature scaling fitted on one half of the set (even indices)
+  and evaluated on the other (odd indices), so the report can show calibration before and after it.
+* OOD (ID positive): MCM = max softmax(cosine / T), T = 1 (Ming et al. 2022); MSP with the logit scale;
+  max-logit; energy. AUROC, FPR@95TPR, AUPR-In, AUPR-Out per OOD set.
+* Spectral: SVD of the centred fp32 features vs the quantization noise on the same images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .metrics import calibration as cal
+from .metrics import ood
+from .metrics.spectral import spectral_analysis
+from .tasks import classifier_outputs
+
+__all__ = ["calibration", "ood_detection", "spectral", "OOD_SCORES"]
+
+OOD_SCORES = ("mcm", "msp", "max_logit", "energy")
+
+
+def calibration(src, dataset, n_bins: int = 15) -> tuple[dict[str, float], dict]:
+    """Calibration metrics, the temperature-scaled ECE on a held-out half, and reliability-diagram data."""
+    out = classifier_outputs(src, dataset)
+    m = cal.calibration_metrics(out.logits, out.labels, n_bins=n_bins)
+    fit, held = np.arange(0, len(out.labels), 2), np.arange(1, len(out.labels), 2)
+    t = cal.fit_temperature(out.logits[fit], out.labels[fit])
+    scaled = cal.calibration_metrics(out.logits[held] / t, out.labels[held], n_bins=n_bins)
+    unscaled = cal.calibration_metrics(out.logits[held], out.labels[held], n_bins=n_bins)
+    m.update({"temperature": t, "ece_heldout": unscaled["ece"], "ece_temp_scaled": scaled["ece"]})
+    probs = np.exp(out.logits - out.logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    conf, correct = probs.max(1), probs.argmax(1) == out.labels
+    diagram = cal.reliability_diagram(conf, correct, n_bins=n_bins)
+    return m, {"reliability": diagram.to_dict(orient="list")}
+
+
+def _scores(out) -> dict[str, np.ndarray]:
+    return {
+        "mcm": ood.mcm_score(out.cosine, T=1.0),
+        "msp": ood.msp_score(out.logits),
+        "max_logit": ood.max_logit_score(out.logits),
+        "energy": ood.energy_score(out.logits),
+    }
+
+
+def ood_detection(src, id_dataset, ood_datasets: dict) -> dict[tuple[str, str], dict[str, float]]:
+    """``{(ood set, score): {auroc, fpr95, aupr_in, aupr_out}}`` with ID = ``id_dataset``."""
+    ident = classifier_outputs(src, id_dataset)
+    id_scores = _scores(ident)
+    res = {}
+    for name, ds in ood_datasets.items():
+        other = classifier_outputs(src, ds, classnames=id_dataset.classnames, templates=id_dataset.templates,
+                                   labels=False)
+        o_scores = _scores(other)
+        for score in OOD_SCORES:
+            res[(name, score)] = ood.ood_metrics(id_scores[score], o_scores[score])
+    return res
+
+
+def spectral(ref_src, q_src, dataset) -> dict:
+    """Spectral analysis of the quantization noise on the image features of ``dataset``."""
+    ref = ref_src.image_embeddings(dataset).numpy().astype(np.float64)
+    got = q_src.image_embeddings(dataset).numpy().astype(np.float64)
+    return spectral_analysis(ref, got)
