@@ -114,11 +114,27 @@ class ClipModel(abc.ABC):
 
 
 def _is_linear_like(m: nn.Module) -> bool:
-    """An nn.Linear or a quantized stand-in for one (bitsandbytes, torch dynamic, torchao)."""
+    """An ``nn.Linear`` or a quantized stand-in for one.
+
+    Counted: ``nn.Linear`` and its subclasses (bitsandbytes ``Linear8bitLt``/``Linear4bit``; torchao keeps
+    the ``nn.Linear`` class and swaps the weight for a tensor subclass); torch.ao's quantized and dynamic
+    quantized ``Linear`` (``weight`` is a method, the weight sits in a packed-params child); and any other
+    module whose class name contains "Linear" with integer ``in_features``/``out_features`` and no
+    ``nn.Linear`` inside it (third-party quantizers). Not counted: ``nn.MultiheadAttention`` and packed-param
+    holders such as ``LinearPackedParams``, and weightless shells marked ``_qclip_holder``
+    (:class:`qclip.models.attention.LinearHolder`), whose inner layer is counted instead.
+    """
+    if getattr(m, "_qclip_holder", False):
+        return False
     if isinstance(m, nn.Linear):
         return True
-    name = type(m).__name__
-    return name in {"Linear8bitLt", "Linear4bit", "LinearNF4", "LinearFP4"} or (
-        "Linear" in name and hasattr(m, "weight") and not isinstance(m, nn.MultiheadAttention)
-        and not list(m.children())
-    )
+    if isinstance(m, nn.MultiheadAttention):
+        return False
+    cls = type(m)
+    if cls.__name__ == "Linear" and cls.__module__.startswith("torch.ao.nn.quantized"):
+        return True
+    if "Linear" not in cls.__name__:
+        return False
+    if not (isinstance(getattr(m, "in_features", None), int) and isinstance(getattr(m, "out_features", None), int)):
+        return False
+    return not any(isinstance(c, nn.Linear) for c in m.modules() if c is not m)
