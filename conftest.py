@@ -1,3 +1,3 @@
 """Registers the qclip pytest plugin for the whole repository (bench/ and tests/)."""
 
-pytest_plugins = ["qclip.plugin"]
+pytest_plugins = ["qclip.plugin", "pytester"]

@@ -21,7 +21,7 @@ import pytest
 
 from .session import QclipSession
 
-__all__ = ["Controller", "new_run_id", "run_metadata"]
+__all__ = ["Controller", "deselect_cells", "new_run_id", "run_metadata"]
 
 ROWS_PROPERTY = "qclip_rows"
 
@@ -99,6 +99,11 @@ class Controller:
         self.regressions: list = []
         self.summary_lines: list[str] = []
         self.report_dir: Path | None = None
+        self.counters: dict[str, int] = {}
+
+    def _add_counters(self, counters: dict) -> None:
+        for k, v in counters.items():
+            self.counters[k] = self.counters.get(k, 0) + int(v)
 
     @property
     def store(self):
@@ -117,18 +122,19 @@ class Controller:
         return self._run_id
 
     # ----- collection -----------------------------------------------------------------------------
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        """xdist: workers collect, so they get the finished cells of a resumed run from the controller."""
+        if self.resumed:
+            done = sorted(self.store.finished_cells(self.run_id))
+            node.workerinput["qclip_finished_cells"] = done
+            self.deselected_finished = len(done)
+
     def deselect_finished(self, items: list) -> None:
         if not self.resumed:
             return
-        done = self.store.finished_cells(self.run_id)
-        keep, drop = [], []
-        for item in items:
-            cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
-            (drop if cell is not None and cell.key in done else keep).append(item)
-        if drop:
-            self.config.hook.pytest_deselected(items=drop)
-            items[:] = keep
-            self.deselected_finished = len(drop)
+        self.deselected_finished = deselect_cells(self.config, items, self.store.finished_cells(self.run_id))
+
 
     def _ensure_started(self) -> None:
         if not self.started:
@@ -162,6 +168,11 @@ class Controller:
         self.store.add_cell_status(self.run_id, cell_key, status, message, float(report.duration))
         self.cells_seen.add(cell_key)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        """xdist: a worker finished; add its counters (model loads, quantize calls, cache hits)."""
+        self._add_counters(getattr(node, "workeroutput", {}).get("qclip_counters", {}))
+
     # ----- end of session -------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -172,6 +183,9 @@ class Controller:
         if not self.started:
             return
         t0 = time.perf_counter()
+        self._add_counters(self.session.counters())
+        self.store.start_run(self.run_id, {"counters": self.counters,
+                                           "finished": dt.datetime.now().isoformat(timespec="seconds")})
         rows = self.store.rows(self.run_id)
         gates = None
         if self.checks:
@@ -201,6 +215,18 @@ class Controller:
             tr.write_line(f"GATE FAILED: {g}", red=True)
             for d in g.details:
                 tr.write_line(f"  {d}", red=True)
+
+
+def deselect_cells(config: pytest.Config, items: list, done) -> int:
+    """Drop the items of cells in ``done`` (a resumed run's finished cells); return how many."""
+    keep, drop = [], []
+    for item in items:
+        cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
+        (drop if cell is not None and cell.key in done else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+    return len(drop)
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:

@@ -151,12 +151,36 @@ def pytest_configure(config: pytest.Config) -> None:
 
         for ref in refs:
             load_quantizer_from_path(ref)
-    config.stash[SESSION_KEY] = QclipSession(_options(config))
+    session = QclipSession(_options(config))
+    config.stash[SESSION_KEY] = session
+    _validate(config, session)
     if not _is_worker(config):
         from .controller import Controller
 
         config.stash[CONTROLLER_KEY] = Controller(config, config.stash[SESSION_KEY])
         config.pluginmanager.register(config.stash[CONTROLLER_KEY], "qclip-controller")
+
+
+def _validate(config: pytest.Config, session: QclipSession) -> None:
+    """Fail fast on unknown quantizer names and malformed model specs (before collecting anything)."""
+    from .errors import UnknownModelError, UnknownQuantizerError
+    from .models import expand_models
+    from .planning import selected_quantizers
+
+    try:
+        if config.getoption("qclip_quantizers") != "*":
+            selected_quantizers(session)
+        if config.getoption("qclip_models"):
+            expand_models(session.options.models)
+    except (UnknownQuantizerError, UnknownModelError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker: hand this process's counters to the controller (``workeroutput``)."""
+    config = session.config
+    if _is_worker(config) and SESSION_KEY in config.stash:
+        config.workeroutput["qclip_counters"] = config.stash[SESSION_KEY].counters()
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
@@ -200,6 +224,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     controller = config.stash.get(CONTROLLER_KEY, None)
     if controller is not None:
         controller.deselect_finished(items)
+    elif _is_worker(config) and "qclip_finished_cells" in config.workerinput:
+        from .controller import deselect_cells
+
+        deselect_cells(config, items, set(config.workerinput["qclip_finished_cells"]))
 
 
 @pytest.fixture(scope="session")

@@ -100,6 +100,18 @@ class QclipSession:
         self._datasets: dict[str, object] = {}
         self._data_config = None
 
+    def counters(self) -> dict[str, int]:
+        """What this process did: model loads, quantize calls, cache hits/misses, encoded batches."""
+        return {
+            "model_loads": self.pool.load_calls,
+            "quantize_calls": self.pool.quantize_calls,
+            "cache_hits": self.cache.stats.hits,
+            "cache_misses": self.cache.stats.misses,
+            "cache_corrupt": self.cache.stats.corrupt,
+            **{f"computed_{k}": v for k, v in self.cache.stats.computed.items()},
+            **self.embedder.calls,
+        }
+
     # ----- data ---------------------------------------------------------------------------------
     @property
     def data_config(self):
@@ -131,7 +143,11 @@ class QclipSession:
         from .quantize import create_quantizer
 
         q = create_quantizer(quantizer)
-        return EmbedKey(spec, weights_digest_for(spec, self.cache), quantizer, q.config_json(), self.options.device)
+        if hasattr(q, "config_json"):
+            config = q.config_json()
+        else:  # a third-party quantizer implementing only the protocol: its description is its config
+            config = json.dumps({"name": quantizer, "describe": q.describe()}, sort_keys=True, default=str)
+        return EmbedKey(spec, weights_digest_for(spec, self.cache), quantizer, config, self.options.device)
 
     def model_meta(self, spec: str, quantizer: str) -> dict:
         """Logit scale and quantization report of (model, quantizer), cached so hits load no model."""

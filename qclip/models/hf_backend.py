@@ -41,7 +41,7 @@ class HFClipModel(ClipModel):
         return tok["input_ids"]
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return _features(self.module.get_image_features(pixel_values=pixels)).float()
+        return _features(self.module.get_image_features(pixel_values=pixels.to(self.compute_dtype))).float()
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         # CLIP's text tower is causal and pools at EOS, so right padding needs no attention mask

@@ -34,6 +34,10 @@ def weights_digest(path: str) -> str:
 def weights_digest_for(spec: ModelSpec | str, cache: Cache | None = None) -> str:
     """The weights digest of a spec without loading the model (tiny: its training-cache key)."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if spec.backend == "random":  # deterministic given the spec and torch's initialisers
+        import torch
+
+        return hashlib.sha256(f"{spec.spec}:{torch.__version__}".encode()).hexdigest()[:16]
     if spec.backend == "tiny":
         from ..embedded import tiny_weights_key
 
@@ -98,6 +102,14 @@ def load_model(spec: ModelSpec | str, cache: Cache | None = None, progress: bool
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     if spec.backend == "tiny":
         return _tiny(spec, cache or Cache(), progress)
+    if spec.backend == "random":
+        from .random_init import random_hf, random_open_clip
+        from .specs import parse_random
+
+        family, arch, tiny, seed = parse_random(spec.ref)
+        model = (random_open_clip if family == "open_clip" else random_hf)(arch, tiny=tiny, seed=seed)
+        model.info.spec = spec.spec
+        return model
     if spec.backend == "open_clip":
         from .open_clip_backend import load_open_clip
 

@@ -34,7 +34,7 @@ class OpenClipModel(ClipModel):
         return self._tokenizer(list(texts))
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.module.encode_image(pixels).float()
+        return self.module.encode_image(pixels.to(self.compute_dtype)).float()
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.module.encode_text(tokens).float()

@@ -1,6 +1,8 @@
 """Model spec strings, named model sets and published reference numbers.
 
-A spec is ``open_clip:<arch>/<pretrained tag>``, ``hf:<repo id or local path>`` or ``tiny:<name>``.
+A spec is ``open_clip:<arch>/<pretrained tag>``, ``hf:<repo id or local path>``, ``tiny:<name>`` (the
+embedded population), or ``random:<open_clip|hf>/<arch>[/tiny][/seedN]`` (a randomly initialised model of a
+real architecture: for tests, and for throughput and memory of real sizes without weights).
 Named sets expand to lists of specs: ``paper`` (the eight models of the "You Never Know" study),
 ``paper-hf`` (the same eight through transformers), ``tiny`` (the embedded population).
 """
@@ -12,9 +14,9 @@ from dataclasses import dataclass
 from ..errors import UnknownModelError, suggest
 
 __all__ = ["ModelSpec", "PaperModel", "PAPER_MODELS", "MODEL_SETS", "model_set", "parse_spec", "expand_models",
-           "paper_reference"]
+           "paper_reference", "parse_random"]
 
-BACKENDS = ("open_clip", "hf", "tiny")
+BACKENDS = ("open_clip", "hf", "tiny", "random")
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,10 @@ class ModelSpec:
     @property
     def short(self) -> str:
         """A short id for pytest ids: the tiny name, or the arch/tag with separators made safe."""
-        ref = self.ref.rstrip("/").split("/")[-1] if self.backend == "hf" else self.ref
+        if self.backend == "random":
+            ref = "random_" + self.ref.replace("openai/clip-vit-", "")
+        else:
+            ref = self.ref.rstrip("/").split("/")[-1] if self.backend == "hf" else self.ref
         return ref.replace("/", "_").replace(":", "_")
 
 
@@ -94,11 +99,30 @@ def parse_spec(text: str) -> ModelSpec:
         raise UnknownModelError(text, f"Unknown model backend {backend!r} in {text!r}.{suggest(backend, BACKENDS)}")
     if backend == "open_clip" and "/" not in ref:
         raise UnknownModelError(text, f"Expected 'open_clip:ARCH/TAG' (e.g. open_clip:ViT-B-32/openai), but got {text!r}")
+    if backend == "random":
+        parse_random(ref)
     if backend == "tiny":
         names = _tiny_names()
         if ref not in names:
             raise UnknownModelError(text, f"Unknown tiny model {ref!r}.{suggest(ref, names)}")
     return ModelSpec(backend, ref)
+
+
+def parse_random(ref: str) -> tuple[str, str, bool, int]:
+    """``open_clip/ViT-B-32/tiny/seed1`` -> ("open_clip", "ViT-B-32", True, 1)."""
+    parts = ref.split("/")
+    family, rest = parts[0], parts[1:]
+    seed, tiny = 0, False
+    while rest and (rest[-1] == "tiny" or (rest[-1].startswith("seed") and rest[-1][4:].isdigit())):
+        last = rest.pop()
+        if last == "tiny":
+            tiny = True
+        else:
+            seed = int(last[4:])
+    if family not in ("open_clip", "hf") or not rest:
+        raise UnknownModelError(f"random:{ref}", "Expected 'random:open_clip/ARCH[/tiny][/seedN]' or "
+                                                 f"'random:hf/ARCH[/tiny][/seedN]', but got 'random:{ref}'")
+    return family, "/".join(rest), tiny, seed
 
 
 def expand_models(text: str) -> list[ModelSpec]:

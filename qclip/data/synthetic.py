@@ -1,0 +1,236 @@
+"""The synthetic world: a seeded generator of every dataset qclip reads, in the real layouts.
+
+No machine can download CLIP weights or datasets, so qclip's default run measures a
+population of tiny CLIPs (:mod:`qclip.models.tiny`) trained on this world. Everything
+is drawn from ``seed`` (same seed, same bytes) and written under ``root``:
+
+==============================  ===============================================================
+``imagenet/``                   12 glyph classes, a folder per class (``crescent_moon``), plus
+                                ``classnames.txt`` and ``templates.txt`` (all templates occur
+                                in training captions)
+``imagenet-shift/``             same classes on unseen backgrounds, colours and a new texture
+``coco/``                       ``val2014/COCO_val2014_%012d.jpg`` and
+                                ``annotations/captions_karpathy_test.json`` (5 captions/image)
+``facet/``                      ``annotations/annotations.csv`` (FACET columns), scenes of 1-3
+                                persons in ``imgs_1..3/``, ``classnames.txt`` (10 classes)
+``fairface/``                   ``fairface_label_val.csv``, ``val/N.jpg`` faces, ``prompts.csv``
+``ood/<kind>/``                 6 glyph kinds never seen in training
+``spurious/``                   Waterbirds-style ``metadata.csv``, ``images/``, ``classnames.txt``
+``train/``                      ``images.safetensors`` (uint8 [N, 32, 32, 3]), ``captions.csv``
+                                (``index, caption, source``), ``attributes.csv`` (per image)
+``world.json``, ``qclip.toml``  the manifest (planted effects and their expected signs) and the
+                                dataset config; ``.complete`` holds the manifest's digest
+==============================  ===============================================================
+
+Attributes (the roles of FACET's and FairFace's sensitive attributes): ``presentation``
+(masc/fem: hair length and torso shape; FairFace gender Male/Female), ``tone`` (Monk 1..10:
+skin colour; FACET: 3 annotator votes around the true tone, sometimes ``na``; FairFace race:
+an arbitrary labelling of tone bands, :data:`~qclip.data._vocab.TONE_TO_RACE`) and ``age``
+(young/middle/older: height, head size, hair colour; FairFace: one of the real bins of the
+band). Planted effects live only in the training pool; every evaluation set is balanced.
+See ``world.json["planted"]`` for the effects and their expected signs.
+
+Eval images are JPEG (quality 95, no chroma subsampling); training images went through the
+same JPEG round trip. Idempotent: a complete world with the same version, seed and size is
+left alone; a half-written one (no ``.complete``) is regenerated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qclip.data import _draw as D
+from qclip.data import _parts
+
+__all__ = ["GENERATOR_VERSION", "WorldSize", "SIZES", "DATASETS", "generate_world", "world_is_complete",
+           "read_manifest"]
+
+GENERATOR_VERSION = "1"
+MARKER = ".complete"
+MANIFEST = "world.json"
+CONFIG = "qclip.toml"
+#: every path the generator owns under the root (removed before a regeneration)
+OUTPUTS = ("imagenet", "imagenet-shift", "coco", "facet", "fairface", "ood", "spurious", "train",
+           MANIFEST, CONFIG, MARKER)
+
+
+@dataclass(frozen=True)
+class WorldSize:
+    """How many images of each kind (training counts for persons/faces/birds are per source)."""
+
+    train_objects: int
+    train_persons: int
+    train_faces: int
+    train_birds: int
+    imagenet_per_class: int
+    shift_per_class: int
+    coco_images: int
+    facet_persons: int
+    fairface_faces: int
+    ood_per_kind: int
+    spurious_train: int
+    spurious_val_per_group: int
+    spurious_test_per_group: int
+    object_captions: int = 1  # training caption rows per object image and source
+
+
+SIZES = {
+    "default": WorldSize(10000, 3000, 2400, 1200, 50, 50, 1000, 3000, 2000, 100, 400, 50, 200),
+    "test": WorldSize(240, 60, 48, 24, 2, 2, 12, 24, 32, 2, 8, 2, 3),
+}
+
+#: dataset name -> (kind, root, extra config keys)
+DATASETS = {
+    "synth-imagenet": ("imagefolder", "imagenet", {}),
+    "synth-imagenet-shift": ("imagefolder", "imagenet-shift", {}),
+    "synth-coco": ("coco", "coco", {}),
+    "synth-facet": ("facet", "facet", {"classnames": "facet/classnames.txt"}),
+    "synth-fairface": ("fairface", "fairface", {"prompts": "fairface/prompts.csv"}),
+    "synth-ood": ("ood", "ood", {}),
+    "synth-spurious": ("spurious", "spurious", {}),
+}
+
+
+class _Writer:
+    """Writes files under the root and keeps their digests (for the manifest's content digest)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.digests: dict[str, str] = {}
+        self._dirs: set[Path] = set()
+
+    def write(self, rel: str, data: bytes | str) -> None:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        path = self.root / rel
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        path.write_bytes(raw)
+        self.digests[rel] = hashlib.sha256(raw).hexdigest()
+
+    def jpeg(self, rel: str, img: np.ndarray) -> None:
+        self.write(rel, D.jpeg_bytes(img))
+
+    def content_digest(self) -> str:
+        h = hashlib.sha256()
+        for rel in sorted(self.digests):
+            h.update(f"{rel}\0{self.digests[rel]}\n".encode())
+        return h.hexdigest()
+
+
+def _canonical(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, indent=1).encode("utf-8")
+
+
+def read_manifest(root: str | Path) -> dict:
+    """The world's ``world.json``."""
+    return json.loads((Path(root) / MANIFEST).read_text(encoding="utf-8"))
+
+
+def world_is_complete(root: str | Path) -> bool:
+    """True when ``root`` holds a fully written world (its marker matches its manifest)."""
+    root = Path(root)
+    try:
+        marker = (root / MARKER).read_text(encoding="utf-8").strip()
+        manifest = (root / MANIFEST).read_bytes()
+    except OSError:
+        return False
+    return marker == hashlib.sha256(manifest).hexdigest()
+
+
+def _config_toml(seed: int, size: str) -> str:
+    lines = [f"# Synthetic world of qclip.data.synthetic (version {GENERATOR_VERSION}, seed {seed}, size {size!r}).",
+             "# Roots and file options are relative to this file's folder."]
+    for name, (kind, root, extra) in DATASETS.items():
+        lines += ["", f"[datasets.{name}]", f'kind = "{kind}"', f'root = "{root}"']
+        lines += [f'{k} = "{v}"' for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def generate_world(root: str | Path, seed: int = 0, size: str = "default", progress: bool = True) -> dict:
+    """Write the synthetic world under ``root`` and return its manifest (see the module doc).
+
+    A no-op returning the existing manifest when ``root`` already holds a complete world of the
+    same generator version, seed and size; otherwise the generator's own outputs are removed and
+    written again. Safe to call from several processes at once (a file lock serialises them).
+    """
+    if size not in SIZES:
+        raise ValueError(f"Expected size to be one of {', '.join(SIZES)}, but got {size!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"Expected seed to be a non-negative int, but got {seed!r}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(str(root / ".world.lock")):
+        if world_is_complete(root):
+            manifest = read_manifest(root)
+            if (manifest.get("version"), manifest.get("seed"), manifest.get("size")) == (GENERATOR_VERSION, seed, size):
+                return manifest
+        for name in OUTPUTS:
+            path = root / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        return _generate(root, seed, size, progress)
+
+
+def _generate(root: Path, seed: int, size: str, progress: bool) -> dict:
+    sz = SIZES[size]
+    w = _Writer(root)
+    total = _parts.count_renders(sz)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=f"synthetic world ({size})", unit="img", disable=not progress)
+
+    def rng(part: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([seed, part]))
+
+    sections = {
+        "train": _parts.write_train(w, rng(1), sz, bar),
+        "imagenet": _parts.write_imagenet(w, rng(2), sz, bar),
+        "coco": _parts.write_coco(w, rng(3), sz, bar),
+        "facet": _parts.write_facet(w, rng(4), sz, bar),
+        "fairface": _parts.write_fairface(w, rng(5), sz, bar),
+        "ood": _parts.write_ood(w, rng(6), sz, bar),
+        "spurious": _parts.write_spurious(w, rng(7), sz, bar),
+    }
+    bar.close()
+    w.write(CONFIG, _config_toml(seed, size))
+    info = {k: v for sec in sections.values() for k, v in sec.get("datasets", {}).items()}
+    planted_spurious = dict(sections["spurious"]["planted"], train_share=sections["train"]["spurious_shares"])
+    manifest = {
+        "generator": "qclip.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "size": size,
+        "sizes": asdict(sz),
+        "image_size": D.PANEL,
+        "jpeg": {"quality": D.JPEG_QUALITY, "subsampling": "4:4:4"},
+        "config": CONFIG,
+        "datasets": {name: {"kind": kind, "root": r, **extra, **info.get(name, {})}
+                     for name, (kind, r, extra) in DATASETS.items()},
+        "attributes": _parts.attribute_doc(),
+        "training": sections["train"]["training"],
+        "planted": {
+            "facet": sections["train"]["planted_facet"],
+            "fairface": sections["train"]["planted_fairface"],
+            "spurious": planted_spurious,
+        },
+        "unplanted": sections["train"]["unplanted"],
+        "recommended": {"fairface_k": max(10, sz.fairface_faces // 10), "facet_min_group": 25},
+        "files": len(w.digests),
+        "content_digest": w.content_digest(),
+    }
+    raw = _canonical(manifest)
+    (root / MANIFEST).write_bytes(raw)
+    (root / MARKER).write_text(hashlib.sha256(raw).hexdigest() + "\n", encoding="utf-8")
+    return manifest
+
