@@ -112,3 +112,20 @@ def test_a_quantizer_defined_outside_qclip_runs_through_the_same_cells(pytester,
     res.assert_outcomes(passed=2)
     rows = _rows(tmp_path / "cache")
     assert {r[1] for r in rows} == {"thirdparty-fp16rt"}
+
+
+def test_fairness_cells_run_on_the_checked_in_real_format_samples(pytester, tmp_path):
+    cache = tmp_path / "cache"
+    res = _run(pytester, cache, str(BENCH / "test_facet.py"), str(BENCH / "test_fairface.py"),
+               "--qclip-models", "random:open_clip/ViT-B-32/tiny", "--qclip-quantizers", "fp32,bnb-nf4",
+               "--qclip-min-samples", "1", "--qclip-skew-k", "4")
+    res.assert_outcomes(passed=4)
+    rows = _rows(cache, "quantizer = 'bnb-nf4'")
+    facet = {(r[2], r[3]) for r in rows if r[0].startswith("facet")}
+    for group in ("gender", "skin_tone", "age_young"):
+        for metric in ("min_disparity@1", "max_disparity@1", "min_disparity@5", "max_disparity@5"):
+            assert (metric, group) in facet
+    fairface = {(r[2], r[3]) for r in rows if r[0].startswith("fairface")}
+    for attr in ("race", "gender", "age_bin", "race/uniform"):
+        assert ("max_skew@4", attr) in fairface and ("min_skew@4", attr) in fairface and ("ndkl@4", attr) in fairface
+    assert all(-1 <= r[4] <= 1 for r in rows if "disparity" in r[2] and r[4] is not None)

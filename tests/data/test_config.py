@@ -40,7 +40,7 @@ def test_sample_config_names_and_kinds():
 
 @pytest.mark.parametrize(
     ("name", "cls", "n"),
-    [("imagenet-sample", ClassificationSet, 6), ("coco-sample", RetrievalSet, 3), ("facet-sample", FacetSet, 7),
+    [("imagenet-sample", ClassificationSet, 6), ("coco-sample", RetrievalSet, 3), ("facet-sample", FacetSet, 9),
      ("fairface-sample", FairFaceSet, 8), ("waterbirds-sample", SpuriousSet, 4), ("ood-sample", ImageTable, 2)],
 )
 def test_every_sample_loads_through_the_config(name, cls, n):

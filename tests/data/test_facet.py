@@ -37,15 +37,16 @@ def test_sample_loads():
     ds = read_facet(SAMPLE)
     assert isinstance(ds, FacetSet)
     t = ds.table
-    assert t["person_id"].tolist() == [1, 2, 3, 4, 5, 6, 7]
-    assert t["class1"].tolist() == ["doctor", "nurse", "guitarist", "basketball_player", "soldier", "teacher", "farmer"]
-    assert t["class2"].tolist() == ["nurse", "", "singer", "", "", "", "laborer"]
+    assert t["person_id"].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert t["class1"].tolist() == ["doctor", "nurse", "guitarist", "basketball_player", "soldier", "teacher", "farmer",
+                                   "doctor", "nurse"]
+    assert t["class2"].tolist() == ["nurse", "", "singer", "", "", "", "laborer", "", ""]
     assert [ds.classnames[i] for i in t["label"]][3] == "basketball player"
     assert ds.class_keys[t["label"][3]] == "basketball_player"
-    assert t["gender"].tolist() == ["masc", "fem", "fem", "masc", "non_binary", "na", "masc"]
-    assert t["skin_tone"].tolist() == [3, 7, 0, 0, 5, 1, 10]  # 3rd: tie; 4th: na votes >= top
-    assert t["skin_group"].tolist() == ["lighter", "darker", "", "", "", "lighter", "darker"]
-    assert t["age"].tolist() == ["middle", "young", "older", "middle", "na", "young", "older"]
+    assert t["gender"].tolist() == ["masc", "fem", "fem", "masc", "non_binary", "na", "masc", "fem", "masc"]
+    assert t["skin_tone"].tolist() == [3, 7, 0, 0, 5, 1, 10, 9, 2]  # 3rd: tie; 4th: na votes >= top
+    assert t["skin_group"].tolist() == ["lighter", "darker", "", "", "", "lighter", "darker", "darker", "lighter"]
+    assert t["age"].tolist() == ["middle", "young", "older", "middle", "na", "young", "older", "young", "middle"]
     # images spread over imgs_1..3
     assert {p.split("/")[-2] for p in t["path"]} == {"imgs_1", "imgs_2", "imgs_3"}
     assert len(ds.exclusions) == 0
@@ -75,7 +76,7 @@ def test_crlf_bom_and_extra_columns(tmp_path):
 
     edit_csv(_csv(root), add, line_end="\r\n", bom=True)
     ds = read_facet(root)
-    assert len(ds) == 7 and ds.table["skin_tone"].tolist() == [3, 7, 0, 0, 5, 1, 10]
+    assert len(ds) == 9 and ds.table["skin_tone"].tolist() == [3, 7, 0, 0, 5, 1, 10, 9, 2]
 
 
 @pytest.mark.parametrize("column", ["class1", "bounding_box", "skin_tone_na", "gender_presentation_fem"])
@@ -95,7 +96,7 @@ def test_unknown_class_is_an_error_or_an_exclusion(tmp_path):
     assert "annotations.csv" in str(info.value) and "row 4" in str(info.value)
     assert "astronaut" in str(info.value)  # suggestion
     ds = read_facet(root, strict=False)
-    assert len(ds) == 6
+    assert len(ds) == 8
     assert ds.exclusions["row"].tolist() == [4]
     assert "astronot" in ds.exclusions["reason"].iloc[0]
 
@@ -105,7 +106,7 @@ def test_custom_classnames_for_a_synthetic_world(tmp_path):
     keys = ["doctor", "nurse", "guitarist", "basketball_player", "soldier", "teacher", "farmer"]
     (tmp_path / "classes.txt").write_text("\n".join(reversed(keys)) + "\n")
     ds = read_facet(root, classnames=tmp_path / "classes.txt", templates=["a {} at work"])
-    assert len(ds.classnames) == 7 and ds.table["label"].tolist() == [6, 5, 4, 3, 2, 1, 0]
+    assert len(ds.classnames) == 7 and ds.table["label"].tolist() == [6, 5, 4, 3, 2, 1, 0, 6, 5]
     assert ds.templates == ["a {} at work"]
     with pytest.raises(DataFormatError, match="'soldier'"):
         read_facet(root, classnames=["doctor", "nurse", "guitarist", "basketball_player"])
@@ -115,8 +116,8 @@ def test_missing_image_is_excluded(tmp_path):
     root = copy_sample("facet_sample", tmp_path)
     (root / "imgs_3" / "sa_3001.jpg").unlink()
     ds = read_facet(root)
-    assert len(ds) == 5
-    assert ds.exclusions["row"].tolist() == [5, 6]
+    assert len(ds) == 6
+    assert ds.exclusions["row"].tolist() == [5, 6, 8]
     assert set(ds.exclusions["reason"]) == {"image file not found in imgs_*/"}
 
 
@@ -133,7 +134,7 @@ def test_bad_boxes_are_excluded(tmp_path, box, reason):
     root = copy_sample("facet_sample", tmp_path)
     edit_csv(_csv(root), _set("bounding_box", 1, json.dumps(box)))
     ds = read_facet(root)
-    assert len(ds) == 6
+    assert len(ds) == 8
     assert ds.exclusions[["row", "reason"]].values.tolist() == [[0, reason]]
 
 
@@ -176,7 +177,7 @@ def test_corrupt_image_fails_at_load_time(tmp_path):
     root = copy_sample("facet_sample", tmp_path)
     corrupt(root / "imgs_2" / "sa_2002.jpg")
     ds = read_facet(root)
-    assert len(ds) == 7 and ds.meta["size_unknown"] == 1
+    assert len(ds) == 9 and ds.meta["size_unknown"] == 2
     with pytest.raises(DataFormatError, match="sa_2002.jpg"):
         ds.load_image(4)
 
@@ -193,8 +194,9 @@ def test_skin_rules_and_groups():
     with pytest.raises(ValueError, match="Expected skin_rule"):
         read_facet(SAMPLE, skin_rule="mode")
     ds = read_facet(SAMPLE, skin_rule="median", lighter=(1, 3), darker=[7, 8, 9, 10])
-    assert ds.table["skin_tone"].tolist() == [3, 7, 2, 9, 5, 1, 10]
-    assert ds.table["skin_group"].tolist() == ["lighter", "darker", "lighter", "darker", "", "lighter", "darker"]
+    assert ds.table["skin_tone"].tolist() == [3, 7, 2, 9, 5, 1, 10, 9, 2]
+    assert ds.table["skin_group"].tolist() == ["lighter", "darker", "lighter", "darker", "", "lighter", "darker", "darker",
+                                              "lighter"]
 
 
 def test_missing_root_and_missing_annotations(tmp_path):
