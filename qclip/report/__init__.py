@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qclip.report.data import usable
 from qclip.report.document import build_document
 from qclip.report.html import render_html
 from qclip.report.markdown import render_markdown
@@ -53,23 +54,6 @@ def _refresh_latest(out: Path, out_root: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_plots(rows: pd.DataFrame, out: Path) -> dict[str, str]:
-    from qclip.report import plots  # matplotlib loads only when a report is written
-
-    images = {}
-    for old in out.glob("*.png"):
-        old.unlink()
-    fig = plots.accuracy_figure(rows)
-    if fig is not None:
-        plots.save_png(fig, out / "accuracy.png")
-        images["accuracy"] = "accuracy.png"
-    for quantizer, fig in plots.delta_figures(rows).items():
-        name = f"delta_{_folder_name(quantizer)}.png"
-        plots.save_png(fig, out / name)
-        images[f"delta:{quantizer}"] = name
-    return images
-
-
 def write_report(
     store: ResultStore, run_id: str, out_root: Path = Path("reports"), gates: list | None = None
 ) -> Path:
@@ -90,9 +74,11 @@ def write_report(
     write_rows_csv(rows, out / "results.csv")
     write_rows_json(rows, out / "results.json")
     stats.to_csv(out / "stats.csv", index=False)
-    images = _write_plots(rows, out)
+    from qclip.report.figures import write_figures  # matplotlib loads only when a report is written
 
-    sections = build_document(run_id, meta, rows, cells, stats, gates, images)
+    images, errors = write_figures(usable(rows), out)
+
+    sections = build_document(run_id, meta, rows, cells, stats, gates, images, errors)
     title = f"qclip report: run {run_id}"
     (out / "report.md").write_text(render_markdown(title, sections), encoding="utf-8")
     (out / "report.html").write_text(render_html(title, sections, out), encoding="utf-8")

@@ -1,81 +1,40 @@
-"""The report as data: sections of paragraphs, bullet lists, tables and images.
+"""The report as data: sections of paragraphs, bullet lists, tables, figures and details.
 
 :func:`build_document` decides *what* the report says; :mod:`.markdown` and
 :mod:`.html` only decide how it looks, so both formats always carry the same
-content. A section with no rows says so in one line rather than vanish.
+content. A section with no rows says so in one line rather than vanish. The
+sections of each family live in ``sections_*.py``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 import pandas as pd
 
 from qclip.report import tables as T
+from qclip.report.blocks import Bullets, Cell, Details, Heading, Image, Para, Section, Table
+from qclip.report.common import SIG_CAPTION
+from qclip.report.data import usable
+from qclip.report.sections_fairness import facet_section, fairface_section
+from qclip.report.sections_overview import cost_section, glance_section
+from qclip.report.sections_reliability import calibration_section, ood_section
+from qclip.report.sections_robustness import robustness_section, spectral_section
 
-__all__ = ["Bullets", "Image", "Para", "Section", "Table", "build_document"]
+__all__ = [
+    "Bullets",
+    "Cell",
+    "Details",
+    "Heading",
+    "Image",
+    "Para",
+    "SIG_CAPTION",
+    "Section",
+    "Table",
+    "build_document",
+]
 
-
-@dataclass
-class Para:
-    text: str
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Table:
-    df: pd.DataFrame
-    caption: str = ""
-
-
-@dataclass
-class Image:
-    filename: str
-    alt: str
-
-
-@dataclass
-class Section:
-    title: str
-    blocks: list = field(default_factory=list)
-
-
-SIG_CAPTION = (
-    "Each cell: mean Δ (quantized − fp32) across the n models, p of the paired t-test "
-    "(two-sided, unadjusted as in the paper; Holm and Benjamini–Hochberg adjusted p in "
-    "`stats.csv`), 95% CI of the mean Δ. * p < .10, ** p < .05."
-)
-
-# (benchmark, title, what it measures); the order of the report.
-SIG_SECTIONS = (
-    (
-        "facet",
-        "Fairness: FACET disparity (Table 1 layout)",
-        "Disparity = recall@K(group 1) − recall@K(group 2) per person class; min and max over classes. "
-        "Groups: masculine vs feminine (MF), lighter vs darker skin (LD), middle vs young (MY), "
-        "middle vs older (MO).",
-    ),
-    (
-        "fairface",
-        "Fairness: FairFace retrieval skew",
-        "Skew_a@k = ln(p_a / desired_a) over the top-k retrieved faces; MaxSkew@k / MinSkew@k are the "
-        "most / least represented attribute value, averaged over prompts.",
-    ),
-    ("calibration", "Calibration", "ECE over 15 equal-width bins, MCE, RMS calibration error, NLL, Brier."),
-    (
-        "ood",
-        "OOD detection",
-        "ID is the positive class (MCM convention). FPR@95: share of OOD samples "
-        "scored at or above the threshold that keeps 95% of ID samples.",
-    ),
-    ("robustness", "Robustness", "Accuracy under covariate shift, corruptions and spurious correlations."),
-)
-_NOT_STATS = ("zeroshot", "retrieval", "throughput")
+_KNOWN = ("zeroshot", "retrieval", "throughput", "facet", "fairface", "calibration", "ood", "spectral", "robustness")
 
 CONVENTIONS = [
     "Δ = quantized − fp32 of the same model, dataset, metric and group; positive means the quantized "
@@ -85,15 +44,18 @@ CONVENTIONS = [
     "OOD detection: ID samples are the positive class (MCM's convention; OpenOOD makes OOD positive, "
     "which swaps AUPR-In and AUPR-Out).",
     "Population statistics: one paired t-test (scipy.stats.ttest_rel) per quantizer × benchmark × "
-    "dataset × metric × group across the models; fewer than 3 models give no test. Marks use the "
-    "unadjusted p, as Slyman et al. do; with many tests, expect some marks by chance and read "
-    "p_holm / p_bh in `stats.csv`.",
-    "Relative robustness change: δ = (A_fp − A_q) / A_fp.",
+    "dataset × metric × group across the models; fewer than 3 models give no test (\"n too small\"). "
+    "Marks use the unadjusted p, as Slyman et al. do; with many tests, expect some marks by chance and "
+    "read p_holm / p_bh in `stats.csv`.",
+    "Relative robustness change: δ = (A_fp − A_q) / A_fp; relative ECE change: (ECE_q − ECE_fp) / ECE_fp.",
+    "Rows of skipped or errored cells are left out of every table, figure and test.",
 ]
 
+_KEY_META = ("git_commit", "device", "device_name", "started", "finished", "qclip_version")
 
-def _meta_table(run_id: str, meta: dict, rows: pd.DataFrame) -> pd.DataFrame:
-    flat = {"run id": run_id}
+
+def _flat_meta(meta: dict) -> dict:
+    flat = {}
 
     def walk(prefix, obj):
         if isinstance(obj, dict) and obj:
@@ -103,11 +65,23 @@ def _meta_table(run_id: str, meta: dict, rows: pd.DataFrame) -> pd.DataFrame:
             flat[prefix] = obj if isinstance(obj, str) else json.dumps(obj)
 
     walk("", meta)
+    return flat
+
+
+def _run_sections(run_id: str, meta: dict, rows: pd.DataFrame) -> tuple[Section, Section]:
+    """The short run table for the top and the full metadata for the end."""
+    flat = {"run id": run_id, **_flat_meta(meta)}
+    key = {"run id": run_id} | {k: flat[k] for k in _KEY_META if k in flat}
     for col in ("model", "quantizer", "benchmark", "dataset"):
         values = sorted(rows[col].unique()) if not rows.empty else []
-        flat[f"{col}s"] = f"{len(values)}: {', '.join(values)}" if values else "none"
-    flat["result rows"] = str(len(rows))
-    return pd.DataFrame({"Key": list(flat), "Value": [str(v) for v in flat.values()]})
+        key[f"{col}s"] = flat[f"{col}s"] = f"{len(values)}: {', '.join(values)}" if values else "none"
+    key["result rows"] = flat["result rows"] = str(len(rows))
+    run = Section("Run", [Table(pd.DataFrame({"Key": list(key), "Value": [str(v) for v in key.values()]})),
+                          Para("All run metadata (arguments, libraries, cache counters, thresholds) is at the end.")])
+    everything = Section("Run metadata", [
+        Details(f"All {len(flat)} keys", [Table(pd.DataFrame({"Key": list(flat), "Value": [str(v) for v in flat.values()]}))]),
+    ])
+    return run, everything
 
 
 def _gate_lines(gates) -> list[str]:
@@ -127,6 +101,17 @@ def _gate_lines(gates) -> list[str]:
     return lines
 
 
+def _gates_section(gates) -> Section:
+    sec = Section("Gates")
+    if gates is None:
+        sec.blocks.append(Para("No gates were configured for this run."))
+    elif not gates:
+        sec.blocks.append(Para("Gates ran and found no regression."))
+    else:
+        sec.blocks.append(Bullets(_gate_lines(gates)))
+    return sec
+
+
 def _cells_section(cells: pd.DataFrame) -> Section:
     sec = Section("Cells")
     if cells.empty:
@@ -142,22 +127,33 @@ def _cells_section(cells: pd.DataFrame) -> Section:
         if len(bad) > 25:
             items.append(f"… and {len(bad) - 25} more (see the cells table of the store)")
         sec.blocks.append(Bullets(items))
+    skipped = cells[cells["status"] == "skipped"]
+    if not skipped.empty:
+        reasons = skipped["message"].fillna("").map(lambda m: str(m).strip().splitlines()[0][:200] if m else "")
+        counts = reasons.value_counts()
+        sec.blocks.append(Details(f"Skipped cells: {len(skipped)} ({len(counts)} distinct reasons)",
+                                  [Bullets([f"{n} × {reason or '(no reason given)'}" for reason, n in counts.items()])]))
     return sec
 
 
-def _sig_section(stats: pd.DataFrame, benchmark: str, title: str, about: str) -> Section:
-    sec = Section(title, [Para(about)] if about else [])
-    sel = stats[stats["benchmark"] == benchmark] if not stats.empty else stats
-    if sel.empty:
-        sec.blocks = [Para(f"No `{benchmark}` rows with an fp32 reference in this run.")]
-        return sec
+def _accuracy_section(rows: pd.DataFrame, images: dict) -> Section:
+    acc = Section("Accuracy (zero-shot top-1, retrieval R@1)")
+    if "accuracy" in images:
+        acc.blocks.append(Image(images["accuracy"], "Zero-shot top-1 and retrieval R@1 per model and quantizer"))
+    table = T.accuracy_table(rows)
+    if table.empty:
+        acc.blocks.append(Para("No zero-shot top-1 or retrieval R@1 rows in this run."))
+    else:
+        acc.blocks.append(Table(table, "Each cell: value (Δ to fp32 of the same model).", group_col="Model"))
+    return acc
+
+
+def _other_section(stats: pd.DataFrame, benchmark: str) -> Section:
+    sec = Section(f"Other: {benchmark}")
+    sel = stats[stats["benchmark"] == benchmark]
     for dataset in sorted(sel["dataset"].unique()):
-        sec.blocks.append(
-            Table(
-                T.significance_table(stats, benchmark, dataset),
-                f"`{benchmark}` on `{dataset}`. {SIG_CAPTION}",
-            )
-        )
+        sec.blocks.append(Table(T.significance_table(stats, benchmark, dataset),
+                                f"`{benchmark}` on `{dataset}`. {SIG_CAPTION}", group_col="Quantizer"))
     return sec
 
 
@@ -169,56 +165,41 @@ def build_document(
     stats: pd.DataFrame,
     gates,
     images: dict[str, str],
+    figure_errors: dict[str, str] | None = None,
 ) -> list[Section]:
-    """The sections of the report. ``images`` maps a role (``'accuracy'`` or
-    ``'delta:<quantizer>'``) to the PNG file name written beside the report."""
-    doc = [Section("Run", [Table(_meta_table(run_id, meta, rows))]), _cells_section(cells)]
-
-    gate_sec = Section("Gates")
-    if gates is None:
-        gate_sec.blocks.append(Para("No gates were configured for this run."))
-    elif not gates:
-        gate_sec.blocks.append(Para("Gates ran and found no regression."))
-    else:
-        gate_sec.blocks.append(Bullets(_gate_lines(gates)))
-    doc.append(gate_sec)
-
-    acc = Section("Accuracy (zero-shot top-1, retrieval R@1)")
-    if "accuracy" in images:
-        acc.blocks.append(
-            Image(images["accuracy"], "Zero-shot top-1 and retrieval R@1 per model and quantizer")
-        )
-    table = T.accuracy_table(rows)
-    if table.empty:
-        acc.blocks.append(Para("No zero-shot top-1 or retrieval R@1 rows in this run."))
-    else:
-        acc.blocks.append(Table(table, "Each cell: value (Δ to fp32 of the same model)."))
-    doc.append(acc)
-
-    for benchmark, title, about in SIG_SECTIONS:
-        doc.append(_sig_section(stats, benchmark, title, about))
-    known = {b for b, _, _ in SIG_SECTIONS} | set(_NOT_STATS)
-    others = sorted(set(stats["benchmark"]) - known) if not stats.empty else []
-    for benchmark in others:
-        doc.append(_sig_section(stats, benchmark, f"Other: {benchmark}", ""))
-
-    cost = Section("Cost (throughput, memory)")
-    table = T.cost_table(rows)
-    cost.blocks.append(
-        Table(table, "Each cell: value (× the fp32 value of the same model).")
-        if not table.empty
-        else Para("No `throughput` rows in this run.")
-    )
-    doc.append(cost)
+    """The sections of the report. ``images`` maps a figure's role (see
+    :data:`qclip.report.figures.FIGURES`) to the PNG
+    file name written beside the report."""
+    ok = usable(rows)
+    run, everything = _run_sections(run_id, meta, rows)
+    doc = [
+        run,
+        glance_section(ok, stats),
+        _gates_section(gates),
+        _cells_section(cells),
+        _accuracy_section(ok, images),
+        facet_section(ok, stats, images, cells),
+        fairface_section(ok, stats, images, cells),
+        calibration_section(ok, stats, images, cells),
+        ood_section(ok, stats, images, cells),
+        spectral_section(ok, stats, images, cells),
+        robustness_section(ok, stats, images, cells),
+        cost_section(ok, cells),
+    ]
+    others = sorted(set(stats["benchmark"]) - set(_KNOWN)) if not stats.empty else []
+    doc += [_other_section(stats, b) for b in others]
 
     dist = Section("Δ distributions across models")
-    figs = sorted(k for k in images if k.startswith("delta:"))
-    dist.blocks.extend(
-        Image(images[k], f"Δ per metric across models, {k.removeprefix('delta:')}") for k in figs
-    )
-    if not figs:
+    if "delta" in images:
+        dist.blocks.append(Image(images["delta"], "Δ per metric across models, every quantizer",
+                                 "Every headline metric of the run (per-class and per-value details left out): one "
+                                 "dot per model, the diamond at the mean; units differ between panels."))
+    else:
         dist.blocks.append(Para("No quantized rows with a finite Δ in this run."))
     doc.append(dist)
 
-    doc.append(Section("Conventions", [Bullets(CONVENTIONS)]))
+    notes = list(CONVENTIONS)
+    notes += [f"Figure `{role}` could not be drawn: {err}" for role, err in (figure_errors or {}).items()]
+    doc.append(Section("Conventions", [Bullets(notes)]))
+    doc.append(everything)
     return doc

@@ -1,4 +1,4 @@
-"""The report's tables, as pandas DataFrames of display strings.
+"""The report's tables, as pandas DataFrames of display values (str or :class:`~.blocks.Cell`).
 
 Significance tables follow Table 1 of Slyman et al., "You Never Know" (rows:
 quantizer × demographic group; one column per metric). Each cell reads
@@ -9,22 +9,33 @@ unadjusted as in the paper) and the 95% CI of the mean difference.
 
 from __future__ import annotations
 
+import html
 import math
 import re
 
 import pandas as pd
 
+from qclip.report.blocks import Cell
+from qclip.report.data import quantizer_order
+from qclip.stats import MIN_N
+
 __all__ = [
     "ACCURACY_METRICS",
+    "FACET_GROUPS",
     "accuracy_table",
     "cell_status_table",
-    "cost_table",
+    "change_cell",
+    "compact_sig_cell",
     "fmt",
+    "fmt_like",
     "fmt_p",
     "group_label",
     "metric_label",
     "metric_sort_key",
+    "pct_sig_cell",
+    "sig_cell",
     "significance_table",
+    "stats_table",
 ]
 
 ACCURACY_METRICS = (
@@ -35,16 +46,17 @@ ACCURACY_METRICS = (
 """(benchmark, metric) pairs of the accuracy table and the Figure-1 plot."""
 
 FACET_GROUPS = {
-    "gender": "Gender (MF)",
-    "skin_tone": "Skin Tone (LD)",
-    "age_young": "Age (MY)",
-    "age_older": "Age (MO)",
+    "gender": "Gender (M–F)",
+    "skin_tone": "Skin tone (L–D)",
+    "age_young": "Age (M–Y)",
+    "age_older": "Age (M–O)",
 }
-"""FACET's paired groups as the paper labels them: masculine vs feminine, lighter vs
-darker, middle vs young, middle vs older."""
+"""FACET's paired groups as the paper labels them: masculine − feminine, lighter − darker,
+middle − young, middle − older (disparity = recall of the first − recall of the second)."""
 
 _MINMAX = re.compile(r"^(?P<mm>min|max)_?(?P<base>.*?)(?:@(?P<k>\d+))?$", re.IGNORECASE)
 _WIDE_MAX = 6
+_UPPER = {"skew": "Skew", "disparity": "Disparity", "ndkl": "NDKL", "ece": "ECE", "mce": "MCE", "nll": "NLL", "auroc": "AUROC", "fpr95": "FPR95"}
 
 
 def fmt(x: float, signed: bool = True) -> str:
@@ -61,6 +73,27 @@ def fmt(x: float, signed: bool = True) -> str:
     return f"{x:{sign}.1f}" if abs(x) >= 100 else f"{x:{sign}.4f}"
 
 
+def fmt_like(*values: float):
+    """A formatter for numbers shown together (a Δ and its CI): 4 fixed decimals (1 from 100), or
+    scientific for all of them when the largest is below 1e-3, so a cell never mixes the two.
+
+    >>> f = fmt_like(-9.3e-05, -0.0085, 0.0083); f(-9.3e-05), f(0.0083)
+    ('-0.0001', '+0.0083')
+    >>> fmt_like(2.3e-05, 6.5e-05)(2.3e-05)
+    '+2.30e-05'
+    """
+    scale = max((abs(v) for v in values if v is not None and math.isfinite(v)), default=0.0)
+
+    def f(x: float) -> str:
+        if x is None or not math.isfinite(x):
+            return "—"
+        if 0 < scale < 1e-3:
+            return f"{x:+.2e}"
+        return f"{x:+.1f}" if scale >= 100 else f"{x:+.4f}"
+
+    return f
+
+
 def fmt_p(p: float) -> str:
     """A p value as the paper writes it (``.082``); ``<.001`` below; NaN as ``n/a``."""
     if p is None or not math.isfinite(p):
@@ -71,7 +104,8 @@ def fmt_p(p: float) -> str:
 
 
 def metric_label(metric: str) -> str:
-    """Display name: ``min_disparity@1`` → ``Min Disparity@1``, ``max_skew@1000`` → ``MaxSkew@1000``."""
+    """Display name: ``min_disparity@1`` → ``Min Disparity@1``, ``max_skew@1000`` → ``MaxSkew@1000``,
+    ``ndkl@1000`` → ``NDKL@1000``."""
     m = _MINMAX.match(metric)
     if m and m["base"]:
         mm, base, k = m["mm"].title(), m["base"], m["k"]
@@ -79,6 +113,9 @@ def metric_label(metric: str) -> str:
         if base.lower() == "skew":
             return f"{mm}Skew{at}"
         return f"{mm} {base.replace('_', ' ').title()}{at}"
+    base, at, k = metric.partition("@")
+    if base.lower() in _UPPER:
+        return _UPPER[base.lower()] + at + k
     return metric
 
 
@@ -103,39 +140,123 @@ def _group_order(benchmark: str, subgroup: str) -> int:
     return keys.index(subgroup) if subgroup in keys else len(keys)
 
 
-def _sig_cell(r) -> str:
-    if r.n < 3:
-        return f"{fmt(r.mean_diff)} (n={r.n}, too few models)"
+def pct_sig_cell(r) -> Cell:
+    """:func:`sig_cell` of a ratio metric, in percent: ``-12.3% p=.041** [-20.1%, -4.5%]``."""
+    def f(x):
+        return "—" if x is None or not math.isfinite(x) else f"{100 * x:+.1f}%"
+
+    n = int(r.n)
+    if n < MIN_N:
+        return Cell(f"{f(r.mean_diff)} (n={n}: n too small)",
+                    f'<b>{f(r.mean_diff)}</b><span class="s">n={n}: n too small</span>', "muted")
+    if int(getattr(r, "n_same", 0)) == n:
+        return Cell(f"{f(r.mean_diff)} (no model changed)",
+                    f'<b>{f(r.mean_diff)}</b><span class="s">no model changed</span>', "muted")
     p = fmt_p(r.p)
-    return f"{fmt(r.mean_diff)} p{'' if p.startswith('<') else '='}{p}{r.mark} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
+    ptext = f"p{'' if p.startswith('<') else '='}{p}{r.mark}"
+    ci = f"[{f(r.ci_low)}, {f(r.ci_high)}]"
+    css = {"**": "sig05", "*": "sig10"}.get(r.mark, "")
+    return Cell(f"{f(r.mean_diff)} {ptext} {ci}",
+                f'<b>{f(r.mean_diff)}</b><span class="s">{html.escape(ptext)} {ci}</span>', css)
+
+
+def sig_cell(r, digits: int | None = None) -> Cell:
+    """One stats row (of :func:`qclip.stats.population_stats`) as a table cell.
+
+    Text: ``+0.0123 p=.082* [-0.0200, +0.0010]``; below :data:`qclip.stats.MIN_N`
+    models ``+0.0123 (n=2: n too small)``; when no model changed ``+0.0000 (no
+    model changed)``. HTML: the Δ in bold over a small line with p and the CI; the
+    cell is shaded like the paper's tables (``sig10`` yellow, ``sig05`` green).
+    """
+    f = fmt_like(r.mean_diff, r.ci_low, r.ci_high) if digits is None else (lambda x: _fmt_digits(x, digits))
+    n = int(r.n)
+    delta = f(r.mean_diff)
+    if n < MIN_N:
+        text = f"{delta} (n={n}: n too small)"
+        return Cell(text, f'<b>{delta}</b><span class="s">n={n}: n too small</span>', "muted")
+    if int(getattr(r, "n_same", 0)) == n:
+        return Cell(f"{delta} (no model changed)", f'<b>{delta}</b><span class="s">no model changed</span>', "muted")
+    p = fmt_p(r.p)
+    ptext = f"p{'' if p.startswith('<') else '='}{p}{r.mark}"
+    ci = f"[{f(r.ci_low)}, {f(r.ci_high)}]"
+    css = {"**": "sig05", "*": "sig10"}.get(r.mark, "")
+    return Cell(f"{delta} {ptext} {ci}", f'<b>{delta}</b><span class="s">{html.escape(ptext)} {ci}</span>', css)
+
+
+def compact_sig_cell(r) -> Cell:
+    """A short form of :func:`sig_cell` for detail tables: ``+0.0123 (p=.082*)``."""
+    n = int(r.n)
+    delta = fmt(r.mean_diff)
+    if n < MIN_N:
+        return Cell(f"{delta} (n={n})", css="muted")
+    if int(getattr(r, "n_same", 0)) == n:
+        return Cell(f"{delta} (no change)", css="muted")
+    p = fmt_p(r.p)
+    text = f"{delta} (p{'' if p.startswith('<') else '='}{p}{r.mark})"
+    return Cell(text, css={"**": "sig05", "*": "sig10"}.get(r.mark, ""))
+
+
+def _fmt_digits(x: float, digits: int) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:+.{digits}f}"
+
+
+def change_cell(ref: float, value: float, relative: bool = False, digits: int = 4) -> Cell:
+    """``ref → value`` with the change (absolute, or relative in % when ``relative``)."""
+    if not math.isfinite(ref) and not math.isfinite(value):
+        return Cell("—")
+    a, b = f"{ref:.{digits}f}" if math.isfinite(ref) else "—", f"{value:.{digits}f}" if math.isfinite(value) else "—"
+    if relative and math.isfinite(ref) and ref != 0 and math.isfinite(value):
+        ch = f"{100 * (value - ref) / abs(ref):+.1f}%"
+    elif math.isfinite(ref) and math.isfinite(value):
+        ch = f"{value - ref:+.{digits}f}"
+    else:
+        ch = ""
+    text = f"{a} → {b}" + (f" ({ch})" if ch else "")
+    return Cell(text, f'{a} → <b>{b}</b>' + (f'<span class="s">{ch}</span>' if ch else ""))
 
 
 def significance_table(
-    stats: pd.DataFrame, benchmark: str, dataset: str | None = None, wide: bool | None = None
+    stats: pd.DataFrame, benchmark: str, dataset: str | None = None, wide: bool | None = None,
+    metrics: list[str] | None = None, subgroups: list[str] | None = None, group_name: str = "Group",
+    labels: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Table-1 layout for one benchmark (and dataset) from :func:`qclip.stats.population_stats`.
 
     Wide (the paper's layout): rows quantizer × group, one column per metric.
     Long (automatic beyond six metrics): rows quantizer × group × metric, with
-    separate Δ, p, 95% CI and Holm-adjusted p columns.
+    separate Δ, p, 95% CI and Holm-adjusted p columns. ``metrics`` / ``subgroups``
+    restrict (and order) what is shown; ``labels`` maps a subgroup to its row label.
     """
     sel = stats[stats["benchmark"] == benchmark]
     if dataset is not None:
         sel = sel[sel["dataset"] == dataset]
+    if metrics is not None:
+        sel = sel[sel["metric"].isin(metrics)]
+    if subgroups is not None:
+        sel = sel[sel["subgroup"].isin(subgroups)]
     if sel.empty:
         return pd.DataFrame()
-    metrics = sorted(sel["metric"].unique(), key=metric_sort_key)
+    metrics = [m for m in metrics if m in set(sel["metric"])] if metrics is not None else sorted(
+        sel["metric"].unique(), key=metric_sort_key
+    )
+    sub_order = {s: i for i, s in enumerate(subgroups)} if subgroups is not None else {}
+
+    def label(s):
+        return (labels or {}).get(s) or group_label(benchmark, s)
+
     if wide is None:
         wide = len(metrics) <= _WIDE_MAX
     sel = sel.assign(
-        _g=[_group_order(benchmark, s) for s in sel["subgroup"]],
+        _g=[sub_order.get(s, _group_order(benchmark, s)) for s in sel["subgroup"]],
         _m=sel["metric"].map({m: i for i, m in enumerate(metrics)}),
     ).sort_values(["quantizer", "_g", "subgroup", "_m"])
     if not wide:
         return pd.DataFrame(
             {
                 "Quantizer": sel["quantizer"],
-                "Group": [group_label(benchmark, s) for s in sel["subgroup"]],
+                group_name: [label(s) for s in sel["subgroup"]],
                 "Metric": sel["metric"].map(metric_label),
                 "n": sel["n"].astype(int),
                 "Δ mean": sel["mean_diff"].map(fmt),
@@ -146,33 +267,60 @@ def significance_table(
                 "p (Holm)": sel["p_holm"].map(fmt_p),
             }
         ).reset_index(drop=True)
-    sel = sel.assign(_cell=[_sig_cell(r) for r in sel.itertuples()])
-    table = sel.pivot_table(
-        index=["quantizer", "_g", "subgroup"], columns="metric", values="_cell", aggfunc="first", sort=False
-    )
-    n = sel.groupby(["quantizer", "_g", "subgroup"], sort=False)["n"].max()
-    table = table.reindex(columns=metrics).fillna("—")
+    cells = {(r.quantizer, r.subgroup, r.metric): sig_cell(r) for r in sel.itertuples()}
+    keys = list(dict.fromkeys(zip(sel["quantizer"], sel["subgroup"], strict=True)))
+    n = sel.groupby(["quantizer", "subgroup"])["n"].max()
     out = pd.DataFrame(
         {
-            "Quantizer": table.index.get_level_values("quantizer"),
-            "Group": [group_label(benchmark, s) for s in table.index.get_level_values("subgroup")],
-            "n": n.reindex(table.index).astype(int).to_numpy(),
+            "Quantizer": [q for q, _ in keys],
+            group_name: [label(s) for _, s in keys],
+            "n": [int(n[k]) for k in keys],
         }
     )
     for metric in metrics:
-        out[metric_label(metric)] = table[metric].to_numpy()
+        out[metric_label(metric)] = [cells.get((q, s, metric), "—") for q, s in keys]
     return out
+
+
+def stats_table(
+    stats: pd.DataFrame, benchmark: str, metrics: list[str], dataset: str | None = None,
+    labels: dict[str, str] | None = None, subgroup: str | None = "",
+) -> pd.DataFrame:
+    """Rows quantizer × metric (in the order given): n, fp32 mean, quantized mean, Δ with p and
+    CI, Holm-adjusted p, and how many models went up / down."""
+    sel = stats[(stats["benchmark"] == benchmark) & stats["metric"].isin(metrics)]
+    if dataset is not None:
+        sel = sel[sel["dataset"] == dataset]
+    if subgroup is not None:
+        sel = sel[sel["subgroup"] == subgroup]
+    if sel.empty:
+        return pd.DataFrame()
+    order = {m: i for i, m in enumerate(metrics)}
+    sel = sel.assign(_m=sel["metric"].map(order)).sort_values(["quantizer", "_m", "subgroup"])
+    return pd.DataFrame(
+        {
+            "Quantizer": sel["quantizer"].to_numpy(),
+            "Metric": [(labels or {}).get(m, metric_label(m)) + (f" [{g}]" if g else "")
+                       for m, g in zip(sel["metric"], sel["subgroup"], strict=True)],
+            "n": sel["n"].astype(int).to_numpy(),
+            "fp32": [_plain(a, a, b) for a, b in zip(sel["mean_ref"], sel["mean_q"], strict=True)],
+            "quantized": [_plain(b, a, b) for a, b in zip(sel["mean_ref"], sel["mean_q"], strict=True)],
+            "Δ (p, 95% CI)": [sig_cell(r) for r in sel.itertuples()],
+            "p (Holm)": sel["p_holm"].map(fmt_p).to_numpy(),
+            "models ↑/↓": [f"{int(u)}/{int(d)}" for u, d in zip(sel["n_up"], sel["n_down"], strict=True)],
+        }
+    )
+
+
+def _plain(x: float, *scale: float) -> str:
+    """``x`` unsigned, in the format :func:`fmt_like` picks for ``scale``."""
+    return fmt_like(*scale)(x).removeprefix("+")
 
 
 def _value_cell(value: float, delta: float, quantizer: str) -> str:
     if quantizer == "fp32" or not math.isfinite(delta):
         return fmt(value, signed=False)
     return f"{fmt(value, signed=False)} ({fmt(delta)})"
-
-
-def _quantizer_order(quantizers) -> list[str]:
-    qs = sorted(set(quantizers))
-    return (["fp32"] if "fp32" in qs else []) + [q for q in qs if q != "fp32"]
 
 
 def accuracy_table(rows: pd.DataFrame, metrics=ACCURACY_METRICS) -> pd.DataFrame:
@@ -192,29 +340,10 @@ def accuracy_table(rows: pd.DataFrame, metrics=ACCURACY_METRICS) -> pd.DataFrame
     table = sel.pivot_table(
         index=["model", "dataset", "metric"], columns="quantizer", values="_cell", aggfunc="first"
     )
-    table = table.reindex(columns=_quantizer_order(sel["quantizer"])).fillna("—").reset_index()
+    table = table.reindex(columns=quantizer_order(sel["quantizer"])).fillna("—").reset_index()
     return table.rename(columns={"model": "Model", "dataset": "Dataset", "metric": "Metric"}).rename_axis(
         columns=None
     )
-
-
-def cost_table(rows: pd.DataFrame, benchmark: str = "throughput") -> pd.DataFrame:
-    """Rows model × quantizer; one column per cost metric reading ``value (×ratio to fp32)``."""
-    sel = rows[rows["benchmark"] == benchmark]
-    if sel.empty:
-        return pd.DataFrame()
-
-    def cell(v, ref):
-        ratio = v / ref if math.isfinite(ref) and ref != 0 else math.nan
-        text = f"{v:.4g}" if math.isfinite(v) else "—"
-        return text if not math.isfinite(ratio) else f"{text} (×{ratio:.2f})"
-
-    sel = sel.assign(_cell=[cell(v, r) for v, r in zip(sel["value"], sel["reference"], strict=True)])
-    table = sel.pivot_table(index=["model", "quantizer"], columns="metric", values="_cell", aggfunc="first")
-    order = {q: i for i, q in enumerate(_quantizer_order(sel["quantizer"]))}
-    table = table.sort_index(key=lambda idx: idx.map(order) if idx.name == "quantizer" else idx)
-    table = table.reindex(columns=sorted(table.columns, key=metric_sort_key)).fillna("—").reset_index()
-    return table.rename(columns={"model": "Model", "quantizer": "Quantizer"}).rename_axis(columns=None)
 
 
 def cell_status_table(cells: pd.DataFrame) -> pd.DataFrame:
