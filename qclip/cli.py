@@ -6,6 +6,7 @@
     qclip list --datasets         configured datasets with availability
     qclip report RUN              regenerate reports/<run>/ from the results store
     qclip gate --baseline B ...   compare a run to a baseline; exit 1 on a regression
+    qclip perf [...]              throughput vs a plain loop, cold vs warm, families vs per task, grid
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--current", default="latest", metavar="RUN|FILE", help="Default: %(default)r.")
     p.add_argument("--compare-fail", action="append", required=True, metavar="METRIC:THRESHOLD",
                    help="e.g. top1:0.01 (absolute) or ece:10%% (relative). Repeatable.")
+
+    p = sub.add_parser("perf", help="measure throughput, cold vs warm runs, and the paper grid by simulation")
+    from .perf.run import add_arguments as _perf_arguments
+
+    _perf_arguments(p)
     return parser
 
 
@@ -151,9 +157,16 @@ def _cmd_gate(args) -> int:
     return 0 if all(g.passed for g in outcomes) else 1
 
 
+def _cmd_perf(args) -> int:
+    from .perf.run import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"prepare": _cmd_prepare, "list": _cmd_list, "report": _cmd_report, "gate": _cmd_gate}[args.command](args)
+    return {"prepare": _cmd_prepare, "list": _cmd_list, "report": _cmd_report, "gate": _cmd_gate,
+            "perf": _cmd_perf}[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -69,6 +69,7 @@ class Embedder:
     num_workers: int = 0
     progress: bool = True
     _pixels: OrderedDict = field(default_factory=OrderedDict)
+    _pending: list = field(default_factory=list)
     calls: dict = field(default_factory=lambda: {"image_batches": 0, "text_batches": 0})
 
     # ----- pixels -------------------------------------------------------------------------------
@@ -81,19 +82,44 @@ class Embedder:
             return self._pixels[mem_key]
         n = len(dataset)
         parts = {"dataset": dataset.fingerprint(), "preprocess": pid}
-        first = preprocess(dataset.load_image(0)) if n else torch.zeros(3, 1, 1)
-        nbytes = n * first.numel() * 4
-        if nbytes <= PIXEL_CACHE_MAX_BYTES:
+        nbytes = n * _preprocessed_numel(preprocess) * 4  # sized on a blank image: no file is decoded twice
+        if nbytes <= PIXEL_CACHE_MAX_BYTES and self.cache.contains("pixels", parts):
             tensors, _ = self.cache.get_or_compute(
                 "pixels", parts, lambda: {"pixels": self._decode(dataset, preprocess)}
             )
             pix = tensors["pixels"]
         else:
             pix = self._decode(dataset, preprocess)
+            if n and nbytes <= PIXEL_CACHE_MAX_BYTES:
+                self._write_behind("pixels", parts, {"pixels": pix})
         self._pixels[mem_key] = pix
         while len(self._pixels) > 2:  # keep memory bounded: the current and the previous dataset
             self._pixels.popitem(last=False)
         return pix
+
+    def _write_behind(self, kind: str, parts: dict, tensors: dict) -> None:
+        """Store a cache entry from a background thread (under the entry's lock, no read-back), so the
+        write overlaps the encoding that follows; :meth:`flush` waits for it."""
+        import threading
+
+        cache = self.cache
+
+        def write():
+            key = cache.key(kind, parts)
+            with cache._lock(kind, key):
+                if not cache.contains(kind, parts):
+                    cache._write(kind, key, parts, tensors, {"n": int(next(iter(tensors.values())).shape[0])})
+
+        cache.stats.misses += 1
+        cache.stats.computed[kind] = cache.stats.computed.get(kind, 0) + 1
+        t = threading.Thread(target=write, name=f"qclip-cache-{kind}", daemon=False)
+        t.start()
+        self._pending.append(t)
+
+    def flush(self) -> None:
+        """Wait for background cache writes."""
+        while self._pending:
+            self._pending.pop().join()
 
     def _decode(self, dataset, preprocess) -> torch.Tensor:
         loader = torch.utils.data.DataLoader(
@@ -123,7 +149,10 @@ class Embedder:
             pix = self.pixels(dataset, model.preprocess)
             return {"emb": self._encode_images(model, pix, transform, dataset.name)}, {"n": int(pix.shape[0])}
 
-        tensors, _ = self.cache.get_or_compute("image-emb", parts, compute)
+        try:
+            tensors, _ = self.cache.get_or_compute("image-emb", parts, compute)
+        finally:
+            self.flush()
         return tensors["emb"]
 
     def text_embeddings(self, key: EmbedKey, model_factory: Callable, texts: Sequence[str]) -> torch.Tensor:
@@ -147,12 +176,15 @@ class Embedder:
             batch = pix[start:start + self.batch_size]
             if transform is not None:
                 batch = transform(batch)
-            if pin:
-                batch = batch.pin_memory()
-            batch = batch.to(dev, dtype=dtype, non_blocking=pin)
-            out.append(model.encode_image(batch).float().cpu())
+            if pin:  # copy host->device without blocking; cast on the device (cheaper than on the host)
+                batch = batch.pin_memory().to(dev, non_blocking=True).to(dtype)
+            else:
+                batch = batch.to(dev, dtype=dtype)
+            # features stay on the device until the end: no per-batch synchronisation, so the next batch's
+            # copy overlaps this batch's compute
+            out.append(model.encode_image(batch).float())
             self.calls["image_batches"] += 1
-        return torch.cat(out) if out else torch.zeros(0)
+        return torch.cat(out).cpu() if out else torch.zeros(0)
 
     @torch.inference_mode()
     def _encode_texts(self, model, texts: Sequence[str]) -> torch.Tensor:
@@ -160,9 +192,16 @@ class Embedder:
         out = []
         for start in range(0, len(texts), self.batch_size):
             tokens = model.tokenize(texts[start:start + self.batch_size]).to(dev)
-            out.append(model.encode_text(tokens).float().cpu())
+            out.append(model.encode_text(tokens).float())
             self.calls["text_batches"] += 1
-        return torch.cat(out) if out else torch.zeros(0)
+        return torch.cat(out).cpu() if out else torch.zeros(0)
+
+
+def _preprocessed_numel(preprocess) -> int:
+    """Elements of one preprocessed image (resize + crop fix the output size whatever the input)."""
+    from PIL import Image
+
+    return int(preprocess(Image.new("RGB", (64, 64))).numel())
 
 
 class _Preprocessed(torch.utils.data.Dataset):
