@@ -14,6 +14,7 @@ is JSON.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,17 +49,22 @@ def default_cache_dir() -> Path:
     return Path(base) / "qclip"
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries whose numerics can change a cached result."""
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> tuple[tuple[str, str], ...]:
     from importlib import metadata
 
-    out = {}
+    out = []
     for dist in ("torch", "open_clip_torch", "transformers", "bitsandbytes", "torchao", "qclip"):
         try:
-            out[dist] = metadata.version(dist)
+            out.append((dist, metadata.version(dist)))
         except metadata.PackageNotFoundError:
-            out[dist] = "absent"
-    return out
+            out.append((dist, "absent"))
+    return tuple(out)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose numerics can change a cached result (read once per process)."""
+    return dict(_library_versions())
 
 
 def canonical_key(parts: Mapping[str, Any]) -> str:
@@ -85,10 +92,24 @@ class CacheStats:
 class Cache:
     """A content-addressed store of tensor dictionaries under ``root``."""
 
+    #: entries kept in memory after a read or write (per process), so the zero-shot, calibration, OOD and
+    #: spectral cells of one (model, quantizer, dataset) read the embeddings from disk once
+    MEMORY_BYTES = 512 << 20
+
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.stats = CacheStats()
+        self._memo: OrderedDict[tuple[str, str], tuple[dict, dict, int]] = OrderedDict()
+
+    def _remember(self, kind: str, key: str, value: tuple[dict, dict]) -> tuple[dict, dict]:
+        size = sum(t.numel() * t.element_size() for t in value[0].values())
+        if size <= self.MEMORY_BYTES // 4:
+            self._memo[(kind, key)] = (value[0], value[1], size)
+            total = sum(v[2] for v in self._memo.values())
+            while total > self.MEMORY_BYTES and self._memo:
+                total -= self._memo.popitem(last=False)[1][2]
+        return value
 
     # ----- paths -------------------------------------------------------------------------------
     def entry_dir(self, kind: str, key: str) -> Path:
@@ -166,24 +187,27 @@ class Cache:
         ``compute`` returns a tensor dict, or ``(tensors, meta)`` with JSON-able ``meta``.
         """
         key = self.key(kind, parts)
+        memo = self._memo.get((kind, key))
+        if memo is not None:
+            self._memo.move_to_end((kind, key))
+            self.stats.hits += 1
+            return memo[0], memo[1]
         got = self._read(kind, key)
         if got is not None:
             self.stats.hits += 1
-            return got
+            return self._remember(kind, key, got)
         with self._lock(kind, key):
             got = self._read(kind, key)  # another worker may have written it while we waited
             if got is not None:
                 self.stats.hits += 1
-                return got
+                return self._remember(kind, key, got)
             self.stats.misses += 1
             self.stats.computed[kind] = self.stats.computed.get(kind, 0) + 1
             result = compute()
             tensors, meta = result if isinstance(result, tuple) else (result, {})
             self._write(kind, key, parts, tensors, meta)
-        got = self._read(kind, key)
-        if got is None:  # pragma: no cover - only if the disk lies to us
-            raise RuntimeError(f"qclip cache: could not read back entry {self.entry_dir(kind, key)}")
-        return got
+        return self._remember(kind, key, ({k: v.detach().cpu() for k, v in tensors.items()},
+                                          json.loads(json.dumps(dict(meta), default=str))))
 
     def path_for(self, kind: str, parts: Mapping[str, Any]) -> Path:
         """Folder of an entry (for artifacts written by others, e.g. a generated world)."""

@@ -98,6 +98,8 @@ class QclipSession:
         self.embedder = Embedder(self.cache, device=options.device, batch_size=options.batch_size,
                                  progress=options.progress)
         self._datasets: dict[str, object] = {}
+        self._keys: dict[tuple[str, str], EmbedKey] = {}
+        self._meta: dict[tuple[str, str], dict] = {}
         self._data_config = None
 
     def counters(self) -> dict[str, int]:
@@ -139,6 +141,13 @@ class QclipSession:
 
     # ----- keys -----------------------------------------------------------------------------------
     def embed_key(self, spec: str, quantizer: str) -> EmbedKey:
+        """The cache identity of (model, quantizer), computed once per process."""
+        key = self._keys.get((spec, quantizer))
+        if key is None:
+            key = self._keys[(spec, quantizer)] = self._embed_key(spec, quantizer)
+        return key
+
+    def _embed_key(self, spec: str, quantizer: str) -> EmbedKey:
         from .models.loader import weights_digest_for
         from .quantize import create_quantizer
 
@@ -151,6 +160,11 @@ class QclipSession:
 
     def model_meta(self, spec: str, quantizer: str) -> dict:
         """Logit scale and quantization report of (model, quantizer), cached so hits load no model."""
+        if (spec, quantizer) not in self._meta:
+            self._meta[(spec, quantizer)] = self._model_meta(spec, quantizer)
+        return self._meta[(spec, quantizer)]
+
+    def _model_meta(self, spec: str, quantizer: str) -> dict:
         key = self.embed_key(spec, quantizer)
 
         def compute():

@@ -17,6 +17,14 @@ def test_key_is_canonical_and_config_sensitive():
     assert canonical_key({"a": 1}) != canonical_key({"a": 2})
 
 
+def test_entries_are_kept_in_memory_within_a_process(tmp_path):
+    cache = Cache(tmp_path)
+    cache.get_or_compute("emb", {"k": 9}, lambda: {"x": torch.ones(4)})
+    (cache.entry_dir("emb", cache.key("emb", {"k": 9})) / "tensors.safetensors").unlink()
+    t, _ = cache.get_or_compute("emb", {"k": 9}, lambda: {"x": torch.zeros(4)})
+    assert torch.equal(t["x"], torch.ones(4)) and cache.stats.hits == 1
+
+
 def test_second_call_reuses_the_entry(tmp_path):
     cache = Cache(tmp_path)
     calls = []
@@ -45,9 +53,10 @@ def test_truncated_entry_is_detected_and_recomputed(tmp_path):
     f = cache.entry_dir("emb", cache.key("emb", {"k": 1})) / "tensors.safetensors"
     data = f.read_bytes()
     f.write_bytes(data[: len(data) // 2])  # a half-written file
+    fresh = Cache(tmp_path)  # a new process: nothing in memory
     with pytest.warns(UserWarning, match="corrupt"):
-        again, _ = cache.get_or_compute("emb", {"k": 1}, compute)
-    assert len(calls) == 2 and cache.stats.corrupt == 1
+        again, _ = fresh.get_or_compute("emb", {"k": 1}, compute)
+    assert len(calls) == 2 and fresh.stats.corrupt == 1
     assert again["x"].shape == first["x"].shape
 
 
@@ -59,7 +68,7 @@ def test_flipped_byte_fails_the_checksum(tmp_path):
     data[-1] ^= 0xFF
     f.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="checksum"):
-        cache.get_or_compute("emb", {"k": 2}, lambda: {"x": torch.zeros(100)})
+        Cache(tmp_path).get_or_compute("emb", {"k": 2}, lambda: {"x": torch.zeros(100)})
 
 
 def test_missing_manifest_counts_as_corrupt(tmp_path):
@@ -67,7 +76,7 @@ def test_missing_manifest_counts_as_corrupt(tmp_path):
     cache.get_or_compute("emb", {"k": 3}, lambda: {"x": torch.ones(3)})
     (cache.entry_dir("emb", cache.key("emb", {"k": 3})) / "manifest.json").unlink()
     with pytest.warns(UserWarning):
-        t, _ = cache.get_or_compute("emb", {"k": 3}, lambda: {"x": torch.ones(3)})
+        t, _ = Cache(tmp_path).get_or_compute("emb", {"k": 3}, lambda: {"x": torch.ones(3)})
     assert torch.equal(t["x"], torch.ones(3))
 
 

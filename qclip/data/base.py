@@ -169,7 +169,11 @@ class ImageTable:
 
         Cheap (one ``stat`` per distinct file, no pixel is read); a missing file counts
         as size and mtime -1. Labels are not part of it: it keys the image embeddings.
+        Computed once per loaded table (a session loads each dataset once).
         """
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None:
+            return cached
         h = hashlib.sha256()
         h.update(f"qclip-images-v1\0{self.name}\0{len(self.table)}\0".encode())
         stats: dict[str, tuple[int, int]] = {}
@@ -185,7 +189,8 @@ class ImageTable:
                 stats[path] = st
             box = "" if boxes is None else ",".join(str(int(v)) for v in boxes[i])
             h.update(f"{path}\0{box}\0{st[0]}\0{st[1]}\n".encode())
-        return h.hexdigest()
+        self.__dict__["_fingerprint"] = h.hexdigest()
+        return self.__dict__["_fingerprint"]
 
     def summary(self) -> str:
         """One paragraph: name, rows, root, exclusions by reason, and notable meta counts."""
