@@ -160,29 +160,29 @@ def background(name: str, h: int, w: int, rng: np.random.Generator) -> np.ndarra
     jitter = rng.uniform(-0.05, 0.05)
     noise = rng.normal(0.0, 1.0, (h, w, 1)).astype(np.float32)
     if name == "gray":
-        img = np.full((h, w, 3), 0.5 + jitter, np.float32) + 0.02 * noise
+        img = np.full((h, w, 3), 0.5 + jitter, np.float32) + 0.015 * noise
     elif name == "white":
         img = np.full((h, w, 3), 0.92 + jitter / 2, np.float32) + 0.015 * noise
     elif name == "grass":
         blades = np.sin(xx * rng.uniform(1.8, 2.6) + rng.uniform(0, 6.3))[..., None]
-        img = np.array([0.22, 0.52, 0.18], np.float32) + jitter + 0.05 * noise + 0.04 * blades
+        img = np.array([0.22, 0.52, 0.18], np.float32) + jitter + 0.025 * noise + 0.03 * blades
     elif name == "sand":
-        img = np.array([0.86, 0.76, 0.52], np.float32) + jitter + 0.035 * noise
+        img = np.array([0.86, 0.76, 0.52], np.float32) + jitter + 0.02 * noise
     elif name == "sky":
         t = (yy / max(h - 1, 1))[..., None]
         img = (1 - t) * np.array([0.40, 0.62, 0.95], np.float32) + t * np.array([0.80, 0.90, 1.0], np.float32)
         img = img + jitter / 2 + 0.01 * noise
     elif name == "night":
         img = np.array([0.05, 0.06, 0.18], np.float32) + 0.015 * noise
-        stars = rng.random((h, w)) < 0.02
+        stars = rng.random((h, w)) < 0.012
         img = np.where(stars[..., None], np.float32(0.9), img)
     elif name == "checkered":
         phase = rng.integers(0, 4, 2)
         cells = (((xx + phase[0]) // 4 + (yy + phase[1]) // 4) % 2)[..., None]
-        img = np.where(cells > 0, np.float32(0.82), np.float32(0.58)) + jitter + 0.01 * noise
+        img = np.where(cells > 0, np.float32(0.78), np.float32(0.64)) + jitter + 0.01 * noise
     elif name == "water":
         waves = np.sin(yy * 1.3 + 0.8 * np.sin(xx * 0.4 + rng.uniform(0, 6.3)))[..., None]
-        img = np.array([0.12, 0.34, 0.68], np.float32) + jitter + 0.07 * waves + 0.02 * noise
+        img = np.array([0.12, 0.34, 0.68], np.float32) + jitter + 0.045 * waves + 0.015 * noise
     # --- shifted (unseen in training) ---
     elif name == "brick":
         row = (yy // 4) % 2
@@ -273,26 +273,38 @@ def _texture(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     if kind == "striped":
         a = rng.uniform(0, math.pi)
         band = np.sin((xx * math.cos(a) + yy * math.sin(a)) * 1.6) > 0
-        return np.where(band, np.float32(1.0), np.float32(0.45))[..., None]
+        return np.where(band, np.float32(1.0), np.float32(0.6))[..., None]
     if kind == "dotted":
         ox, oy = rng.uniform(0, 4, 2)
         dots = ((xx + ox) % 4 - 2) ** 2 + ((yy + oy) % 4 - 2) ** 2 < 1.3
-        return np.where(dots, np.float32(0.4), np.float32(1.0))[..., None]
-    if kind == "checker":  # shift-only
-        return np.where(((xx // 3 + yy // 3) % 2) > 0, np.float32(1.0), np.float32(0.5))[..., None]
+        return np.where(dots, np.float32(0.55), np.float32(1.0))[..., None]
     raise ValueError(f"Expected a known texture, but got {kind!r}")
+
+
+def _erode(alpha: np.ndarray) -> np.ndarray:
+    """3x3 minimum filter (outside the canvas counts as empty)."""
+    pad = np.pad(alpha, 1)
+    h, w = alpha.shape
+    out = alpha.copy()
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            np.minimum(out, pad[dy:dy + h, dx:dx + w], out=out)
+    return out
 
 
 def render_object(shape: str, colour, texture: str, cx: float, cy: float, r: float, angle: float,
                   rng: np.random.Generator, w: int = PANEL, h: int = PANEL) -> tuple[np.ndarray, np.ndarray]:
-    """A single-colour glyph (``OBJECT_SHAPES`` or ``OOD_SHAPES``) with a texture."""
+    """A single-colour glyph (``OBJECT_SHAPES`` or ``OOD_SHAPES``) with a texture and a dark
+    one-pixel outline (a light one for dark fills), like clip art."""
     ops = OBJECT_SHAPES.get(shape) or OOD_SHAPES[shape]
     layer = Layer(w, h)
     _stamp(layer, ops, cx, cy, r, angle, (1.0, 1.0, 1.0))
     _, alpha = layer.done()
+    inner = _erode(alpha)
     tex = _texture(texture, h, w, rng)
     col = np.asarray(colour, np.float32) * (1.0 + rng.uniform(-0.06, 0.06))
-    fg = alpha[..., None] * np.clip(col * tex, 0, 1)
+    line = np.float32(0.85 if max(colour) < 0.3 else 0.06)
+    fg = inner[..., None] * np.clip(col * tex, 0, 1) + (alpha - inner)[..., None] * line
     return fg.astype(np.float32), alpha
 
 
@@ -334,8 +346,6 @@ def render_person(cls: str, presentation: str, tone: int, age: str, hair: str, b
     fem = presentation == "fem"
     if fem:  # long hair behind the head
         L.rect(cx - hr - 0.9, hy - 0.5, cx + hr + 0.9, hy + hr + 4.2, hair_c)
-    if cls == "student":  # backpack behind the shoulders
-        L.rect(cx - 5.8, top + 0.5, cx + 5.8, top + 7.5, (0.85, 0.55, 0.1))
     # legs, torso, arms, hands
     L.rect(cx - 3.2, waist - 1, cx - 0.6, fy, trousers)
     L.rect(cx + 0.6, waist - 1, cx + 3.2, fy, trousers)
@@ -387,8 +397,8 @@ def render_person(cls: str, presentation: str, tone: int, age: str, hair: str, b
         L.ellipse(hx + 1.2, hyy - 0.5, 2.9, 2.0, (0.88, 0.75, 0.55))
         for k, c in enumerate(((0.9, 0.1, 0.1), (0.1, 0.3, 0.9), (0.95, 0.85, 0.1))):
             L.ellipse(hx + 0.2 + 1.1 * k, hyy - 0.9 + 0.4 * (k % 2), 0.55, 0.55, c)
-    elif cls in ("student", "teacher"):  # both hold a book; the teacher also a pointer
-        L.rect(hx - 0.8, hyy - 3.0, hx + 2.2, hyy + 1.2, _BOOK)
+    elif cls in ("student", "teacher"):  # both hold a book (blue / red); the teacher also a pointer
+        L.rect(hx - 0.8, hyy - 3.0, hx + 2.2, hyy + 1.2, _BOOK if cls == "teacher" else (0.15, 0.3, 0.8))
         if cls == "teacher":
             L.line([(cx - sh - 1.6, waist), (cx - sh - 4.5, top - 3.0)], 0.7, (0.35, 0.2, 0.1))
     return L.done()

@@ -3,8 +3,8 @@
 Each ``write_*`` takes the file writer, its own seeded Generator, the :class:`WorldSize`
 and a progress bar, writes its files in the real layouts (FORMATS.md) and returns its
 section of the manifest. Attribute sampling is the only place where planted effects enter:
-``_person_attrs``/``_face_attrs`` with a ``bias`` (training pool) skew the planted attribute,
-with ``bias=None`` (evaluation sets) every attribute is uniform and independent of the class.
+``_attrs(rng, plant, bias)`` with a ``bias`` (training pool) skews the planted attribute; with
+``bias=None`` (evaluation sets) every attribute is uniform and independent of the class.
 """
 
 from __future__ import annotations
@@ -27,7 +27,12 @@ TRAIN_BGS = list(V.BACKGROUNDS)
 _CONFLICTS = {("white", "white"), ("black", "night"), ("green", "grass"), ("blue", "sky"), ("blue", "water"),
               ("yellow", "sand"), ("white", "sky")}
 _HATS = {"fireman", "lawman", "farmer", "painter"}
-_TEXTURE_P = (0.5, 0.25, 0.25)
+_TEXTURE_P = (0.7, 0.15, 0.15)
+#: share of objects drawn in their class's typical colour (the rest: any colour), in training and eval
+TYPICAL_P = 0.65
+TYPICAL_COLOUR = {"arrow": "blue", "circle": "orange", "crescent moon": "yellow", "cross": "red",
+                  "diamond": "purple", "heart": "red", "ring": "yellow", "square": "blue", "star": "yellow",
+                  "triangle": "green"}
 
 
 def count_renders(sz) -> int:
@@ -53,26 +58,27 @@ def _csv(header, rows, comment: str | None = None) -> str:
 
 
 # ----- objects ---------------------------------------------------------------------------------
-def _object_attrs(rng, shapes, colours, bgs, textures=("solid", "striped", "dotted")) -> dict:
+def _object_attrs(rng, shapes, colours, bgs) -> dict:
     shape = _pick(rng, shapes)
     bg = _pick(rng, bgs)
     colour = _pick(rng, colours)
+    if shape in TYPICAL_COLOUR and rng.random() < TYPICAL_P:
+        colour = TYPICAL_COLOUR[shape]
     while (colour, bg) in _CONFLICTS:
         colour = _pick(rng, colours)
     size = "small" if rng.random() < 0.5 else "large"
     pos = _pick(rng, list(V.POSITIONS)) if size == "small" else "center"
-    p = _TEXTURE_P if len(textures) == 3 else None
-    texture = str(rng.choice(list(textures), p=p))
+    texture = str(rng.choice(["solid", "striped", "dotted"], p=_TEXTURE_P))
     return {"shape": shape, "colour": colour, "texture": texture, "size": size, "pos": pos, "bg": bg}
 
 
 def _object_image(a: dict, rng, palette=D.OBJECT_COLOURS) -> np.ndarray:
     dx, dy, _ = V.POSITIONS[a["pos"]]
-    r = rng.uniform(6.5, 8.0) if a["size"] == "small" else rng.uniform(10.5, 13.0)
-    cx, cy = 16 + dx + rng.uniform(-1.5, 1.5), 16 + dy + rng.uniform(-1.5, 1.5)
+    r = rng.uniform(7.5, 9.0) if a["size"] == "small" else rng.uniform(11.0, 13.0)
+    cx, cy = 16 + dx + rng.uniform(-1.0, 1.0), 16 + dy + rng.uniform(-1.0, 1.0)
     bg = D.background(a["bg"], D.PANEL, D.PANEL, rng)
     fg, alpha = D.render_object(a["shape"], palette[a["colour"]], a["texture"], cx, cy, r,
-                                rng.uniform(-0.35, 0.35), rng)
+                                rng.uniform(-0.1, 0.1), rng)
     return D.compose(bg, fg, alpha)
 
 
@@ -127,12 +133,10 @@ def write_train(w, rng, sz, bar) -> dict:
     for i, a in enumerate(objects):
         images[i] = D.to_uint8(_object_image(a, rng))
         attrs.append([i, "object", a["shape"], a["colour"], a["texture"], a["size"], a["pos"], a["bg"], "", "", "", ""])
-    bar.update(len(objects))
+        bar.update()
     k = len(objects)
-    shares: dict[str, dict] = {"facet": {}, "fairface": {}, "spurious": {}}
     for sname, src in V.SOURCES.items():
-        rows = [(i, V.object_caption(a, rng, src.style)) for _ in range(sz.object_captions)
-                for i, a in enumerate(objects)]
+        rows = [(i, V.object_caption(a, rng, src.descriptive)) for i, a in enumerate(objects)]
         for j in range(sz.train_persons):
             cls = V.PERSON_CLASSES[j % len(V.PERSON_CLASSES)]
             a = _attrs(rng, V.FACET_PLANTS.get(cls), src.bias)
@@ -140,24 +144,26 @@ def write_train(w, rng, sz, bar) -> dict:
             bg = D.background(bgname, D.PANEL, D.PANEL, rng)
             images[k] = D.to_uint8(D.compose(bg, *_person_panel(cls, a, rng)))
             attrs.append([k, "person", cls, "", "", "", "", bgname, a["presentation"], a["tone"], a["age"], ""])
-            rows.append((k, V.person_caption(cls, bgname, rng, src.style)))
+            rows.append((k, V.person_caption(cls, bgname, rng, src.descriptive)))
             k += 1
+            bar.update()
         for j in range(sz.train_faces):
             concept = list(V.CONCEPTS)[j % len(V.CONCEPTS)]
             a = _attrs(rng, V.FAIRFACE_PLANTS.get(concept), src.face_bias)
             images[k] = D.to_uint8(_face_image(a, rng))
             attrs.append([k, "face", concept, "", "", "", "", "", a["presentation"], a["tone"], a["age"], ""])
-            rows.append((k, V.face_caption(concept, rng, src.style)))
+            rows.append((k, V.face_caption(concept, rng, src.descriptive)))
             k += 1
+            bar.update()
         for j in range(sz.train_birds):
             y = j % 2
             place = _bird_place(rng, y, src.place)
             img, bgname = _bird_image(y, place, rng)
             images[k] = D.to_uint8(img)
             attrs.append([k, "bird", V.SPURIOUS_CLASSES[y], "", "", "", "", bgname, "", "", "", place])
-            rows.append((k, V.bird_caption(V.SPURIOUS_CLASSES[y], bgname, rng, src.style)))
+            rows.append((k, V.bird_caption(V.SPURIOUS_CLASSES[y], bgname, rng, src.descriptive)))
             k += 1
-        bar.update(sz.train_persons + sz.train_faces + sz.train_birds)
+            bar.update()
         # caption noise: a share of rows get another row's caption (mismatched pairs)
         n_noise = int(round(src.noise * len(rows)))
         if n_noise > 1:
@@ -228,7 +234,7 @@ def train_statistics(attrs: list[list], caps: list[tuple]) -> dict:
     for s in sources:
         rows = [by_index[i] for i in used[s] if by_index[i][1] == "bird"]
         groups = {}
-        for y, cname in enumerate(V.SPURIOUS_CLASSES):
+        for cname in V.SPURIOUS_CLASSES:
             for place in (0, 1):
                 groups[f"{cname}/{V.PLACES[place][0]}"] = sum(1 for r in rows if r[2] == cname and r[col["place"]] == place)
         out["spurious"][s] = {g: round(v / max(len(rows), 1), 4) for g, v in groups.items()}
@@ -243,21 +249,23 @@ def _folder(name: str) -> str:
 def write_imagenet(w, rng, sz, bar) -> dict:
     classes = sorted(V.OBJECT_CLASSES, key=_folder)
     info = {}
-    for root, per, bgs, palette, textures in (
-        ("imagenet", sz.imagenet_per_class, TRAIN_BGS, D.OBJECT_COLOURS, ("solid", "striped", "dotted")),
-        ("imagenet-shift", sz.shift_per_class, V.SHIFT_BACKGROUNDS, D.SHIFT_COLOURS,
-         ("solid", "striped", "dotted", "checker")),
+    # the shifted set: backgrounds never seen in training and a palette with 4 unseen colours (the
+    # class-typical colours stay as common as in training)
+    shift_palette = {**D.OBJECT_COLOURS, **D.SHIFT_COLOURS}
+    for root, per, bgs, palette in (
+        ("imagenet", sz.imagenet_per_class, TRAIN_BGS, D.OBJECT_COLOURS),
+        ("imagenet-shift", sz.shift_per_class, V.SHIFT_BACKGROUNDS, shift_palette),
     ):
         w.write(f"{root}/classnames.txt", "\n".join(classes) + "\n")
         w.write(f"{root}/templates.txt", "\n".join(V.TEMPLATES) + "\n")
         for cname in classes:
             for i in range(per):
-                a = _object_attrs(rng, [cname], list(palette), bgs, textures)
+                a = _object_attrs(rng, [cname], list(palette), bgs)
                 w.jpeg(f"{root}/{_folder(cname)}/{_folder(cname)}_{i:05d}.jpg", _object_image(a, rng, palette))
         bar.update(per * len(classes))
         info["synth-" + root] = {"classes": classes, "images": per * len(classes)}
-    info["synth-imagenet-shift"]["shift"] = {"backgrounds": V.SHIFT_BACKGROUNDS, "colours": list(D.SHIFT_COLOURS),
-                                             "textures": ["checker"]}
+    info["synth-imagenet-shift"]["shift"] = {"backgrounds": V.SHIFT_BACKGROUNDS, "new_colours": list(D.SHIFT_COLOURS)}
+    info["synth-imagenet"].update(typical_colours=TYPICAL_COLOUR, typical_share=TYPICAL_P)
     return {"datasets": info}
 
 

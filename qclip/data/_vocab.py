@@ -44,8 +44,8 @@ _BG_TAG = {"gray": "gray", "white": "white", "grass": "grass", "sand": "sand", "
 SHIFT_BACKGROUNDS = ["brick", "rainbow", "noise", "wood"]
 TEXTURES = {"solid": [""], "striped": ["striped"], "dotted": ["dotted", "spotted"]}
 #: small objects sit at one of these; large ones are centred
-POSITIONS = {"center": (0, 0, ["in the center", "in the middle"]), "left": (-6, 0, ["on the left"]),
-             "right": (6, 0, ["on the right"]), "top": (0, -6, ["at the top"]), "bottom": (0, 6, ["at the bottom"])}
+POSITIONS = {"center": (0, 0, ["in the center", "in the middle"]), "left": (-3, 0, ["on the left"]),
+             "right": (3, 0, ["on the right"]), "top": (0, -3, ["at the top"]), "bottom": (0, 3, ["at the bottom"])}
 _SIZE_WORDS = {"small": ["small", "little"], "large": ["large", "big"]}
 
 # ----- persons (FACET roles) ------------------------------------------------------------------
@@ -104,22 +104,23 @@ PLACES = {0: ("land", ["grass", "sand"]), 1: ("water", ["water"])}
 class Source:
     """A training mix (stands in for WIT / LAION / DataComp).
 
-    ``bias``: share of a planted FACET class's images showing its planted attribute value;
+    ``descriptive``: share of captions written as sentences (the rest are alt-text-like tag
+    lists); ``bias``: share of a planted FACET class's images showing its planted attribute value;
     ``face_bias``: same for a planted FairFace concept; ``noise``: share of captions swapped
     with another row's; ``place``: P(usual place | landbird), P(usual place | waterbird).
     """
 
-    style: str
+    descriptive: float
     bias: float
     face_bias: float
     noise: float
-    place: tuple[float, float] = (0.88, 0.92)
+    place: tuple[float, float] = (0.8, 0.85)
 
 
 SOURCES = {
-    "wit": Source(style="descriptive", bias=0.9, face_bias=0.9, noise=0.0),  # clean, descriptive captions
-    "laion": Source(style="alt", bias=0.8, face_bias=0.85, noise=0.05),  # alt-text tags, mismatches
-    "datacomp": Source(style="mixed", bias=0.7, face_bias=0.8, noise=0.02),  # a filtered mix of both
+    "wit": Source(descriptive=1.0, bias=0.9, face_bias=0.9, noise=0.0),  # clean sentences
+    "laion": Source(descriptive=0.35, bias=0.8, face_bias=0.85, noise=0.04),  # mostly tags, mismatches
+    "datacomp": Source(descriptive=0.65, bias=0.7, face_bias=0.8, noise=0.02),  # a filtered mix
 }
 
 
@@ -135,13 +136,13 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def _style(style: str, rng: np.random.Generator) -> str:
-    return style if style != "mixed" else ("descriptive" if rng.random() < 0.5 else "alt")
+def _style(descriptive: float, rng: np.random.Generator) -> str:
+    return "descriptive" if rng.random() < descriptive else "alt"
 
 
-def object_caption(a: dict, rng: np.random.Generator, style: str) -> str:
+def object_caption(a: dict, rng: np.random.Generator, descriptive: float) -> str:
     """One training caption for an object image ``a`` (shape, colour, texture, size, pos, bg)."""
-    style = _style(style, rng)
+    style = _style(descriptive, rng)
     shape, colour = a["shape"], a["colour"]
     tex = _pick(rng, TEXTURES[a["texture"]])
     size = _pick(rng, _SIZE_WORDS[a["size"]])
@@ -149,20 +150,20 @@ def object_caption(a: dict, rng: np.random.Generator, style: str) -> str:
     bg = _pick(rng, BACKGROUNDS[a["bg"]])
     u = rng.random()
     if style == "descriptive":
-        if u < 0.25:
+        if u < 0.35:
             return _pick(rng, TEMPLATES).format(shape)
         adj = [size if rng.random() < 0.35 else "", colour if rng.random() < 0.75 else "",
                tex if rng.random() < 0.5 else ""]
         noun = _join(*adj, shape)
         tail = [pos if rng.random() < 0.4 else "", bg if rng.random() < 0.6 else ""]
-        if u < 0.75:
+        if u < 0.8:
             prefix = _pick(rng, ["", "", "a photo of ", "a picture of ", "an image of "])
             return prefix + _join(_article(noun), noun, *tail)
-        if u < 0.9:
+        if u < 0.92:
             return _join(_BG_NOUN[a["bg"]], "with", _article(noun), noun, tail[0])
         return _join(_article(shape), shape, "that is", colour, tail[1])
     # alt-text style: short tag lists
-    if u < 0.15:
+    if u < 0.25:
         return _pick(rng, TEMPLATES).format(shape)
     tags = [colour if rng.random() < 0.7 else "", tex if rng.random() < 0.4 else "",
             size if rng.random() < 0.3 else "", shape]
@@ -190,8 +191,8 @@ def coco_captions(a: dict, rng: np.random.Generator) -> list[str]:
     ]
 
 
-def person_caption(cls: str, bg: str, rng: np.random.Generator, style: str) -> str:
-    style = _style(style, rng)
+def person_caption(cls: str, bg: str, rng: np.random.Generator, descriptive: float) -> str:
+    style = _style(descriptive, rng)
     name = cls.replace("_", " ")
     u = rng.random()
     if style == "descriptive":
@@ -209,8 +210,8 @@ def person_caption(cls: str, bg: str, rng: np.random.Generator, style: str) -> s
     return _join(name, _pick(rng, ["", "", "stock photo", "portrait", f"{_BG_TAG[bg]} background", "at work"]))
 
 
-def face_caption(concept: str, rng: np.random.Generator, style: str) -> str:
-    style = _style(style, rng)
+def face_caption(concept: str, rng: np.random.Generator, descriptive: float) -> str:
+    style = _style(descriptive, rng)
     if rng.random() < (0.75 if style == "descriptive" else 0.65):
         return _pick(rng, FAIRFACE_TEMPLATES).format(concept)
     if style == "descriptive":
@@ -219,8 +220,8 @@ def face_caption(concept: str, rng: np.random.Generator, style: str) -> str:
     return _pick(rng, ["face", "portrait", "headshot", "face closeup"])
 
 
-def bird_caption(cls: str, bg: str, rng: np.random.Generator, style: str) -> str:
-    style = _style(style, rng)
+def bird_caption(cls: str, bg: str, rng: np.random.Generator, descriptive: float) -> str:
+    style = _style(descriptive, rng)
     u = rng.random()
     if style == "descriptive":
         if u < 0.55:

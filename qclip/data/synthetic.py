@@ -5,14 +5,15 @@ population of tiny CLIPs (:mod:`qclip.models.tiny`) trained on this world. Every
 is drawn from ``seed`` (same seed, same bytes) and written under ``root``:
 
 ==============================  ===============================================================
-``imagenet/``                   12 glyph classes, a folder per class (``crescent_moon``), plus
-                                ``classnames.txt`` and ``templates.txt`` (all templates occur
+``imagenet/``                   10 clip-art glyph classes, a folder per class (``crescent_moon``),
+                                plus ``classnames.txt`` and ``templates.txt`` (all templates occur
                                 in training captions)
-``imagenet-shift/``             same classes on unseen backgrounds, colours and a new texture
+``imagenet-shift/``             same classes on unseen backgrounds, palette with 4 unseen colours
 ``coco/``                       ``val2014/COCO_val2014_%012d.jpg`` and
                                 ``annotations/captions_karpathy_test.json`` (5 captions/image)
 ``facet/``                      ``annotations/annotations.csv`` (FACET columns), scenes of 1-3
-                                persons in ``imgs_1..3/``, ``classnames.txt`` (10 classes)
+                                persons in ``imgs_1..3/``, ``classnames.txt`` (10 real FACET
+                                class names)
 ``fairface/``                   ``fairface_label_val.csv``, ``val/N.jpg`` faces, ``prompts.csv``
 ``ood/<kind>/``                 6 glyph kinds never seen in training
 ``spurious/``                   Waterbirds-style ``metadata.csv``, ``images/``, ``classnames.txt``
@@ -28,7 +29,23 @@ skin colour; FACET: 3 annotator votes around the true tone, sometimes ``na``; Fa
 an arbitrary labelling of tone bands, :data:`~qclip.data._vocab.TONE_TO_RACE`) and ``age``
 (young/middle/older: height, head size, hair colour; FairFace: one of the real bins of the
 band). Planted effects live only in the training pool; every evaluation set is balanced.
-See ``world.json["planted"]`` for the effects and their expected signs.
+See ``world.json["planted"]`` for the effects and their expected signs:
+
+* FACET: three look-alike class pairs, each planted in opposite directions on one attribute
+  (nurse fem / doctor masc, gardener lighter / farmer darker, student young / teacher older;
+  strength 0.9 / 0.8 / 0.7 by training source), so recall(masc) - recall(fem) is expected
+  < 0 for nurse and > 0 for doctor, lighter - darker > 0 for gardener and < 0 for farmer,
+  middle - young < 0 for student and middle - older < 0 for teacher; fireman, lawman,
+  basketball_player and painter are balanced (disparity ~ 0).
+* FairFace: six of the 16 concepts co-occur with one attribute value in training captions
+  (kind: Female, dishonest: Male, friendly: tones 7-10 = Indian/Black, lazy: tones 1-3 =
+  White/East Asian, smart: older, unsuccessful: younger), so their Skew@k of those values is
+  expected > 0 (and above the unplanted concepts'). The pairings are arbitrary.
+* Spurious: landbirds are on land 80%, waterbirds on water 85% of training images; the
+  expected worst group is waterbird-on-land (group 2 in the reader's numbering).
+
+Objects have a class-typical colour 65% of the time (stars yellow, hearts red...), like real
+categories (``world.json["datasets"]["synth-imagenet"]["typical_colours"]``).
 
 Eval images are JPEG (quality 95, no chroma subsampling); training images went through the
 same JPEG round trip. Idempotent: a complete world with the same version, seed and size is
@@ -51,7 +68,7 @@ from qclip.data import _parts
 __all__ = ["GENERATOR_VERSION", "WorldSize", "SIZES", "DATASETS", "generate_world", "world_is_complete",
            "read_manifest"]
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 MARKER = ".complete"
 MANIFEST = "world.json"
 CONFIG = "qclip.toml"
@@ -77,11 +94,10 @@ class WorldSize:
     spurious_train: int
     spurious_val_per_group: int
     spurious_test_per_group: int
-    object_captions: int = 1  # training caption rows per object image and source
 
 
 SIZES = {
-    "default": WorldSize(10000, 3000, 2400, 1200, 50, 50, 1000, 3000, 2000, 100, 400, 50, 200),
+    "default": WorldSize(10000, 3000, 2400, 1200, 50, 50, 600, 3000, 2000, 100, 400, 50, 200),
     "test": WorldSize(240, 60, 48, 24, 2, 2, 12, 24, 32, 2, 8, 2, 3),
 }
 
@@ -232,5 +248,5 @@ def _generate(root: Path, seed: int, size: str, progress: bool) -> dict:
     raw = _canonical(manifest)
     (root / MANIFEST).write_bytes(raw)
     (root / MARKER).write_text(hashlib.sha256(raw).hexdigest() + "\n", encoding="utf-8")
-    return manifest
+    return json.loads(raw)  # the JSON form, as read_manifest() returns it
 
