@@ -138,7 +138,7 @@ def _options(config: pytest.Config) -> SessionOptions:
         min_samples=config.getoption("qclip_min_samples"),
         skew_k=config.getoption("qclip_skew_k"),
         fairness_gates=tuple(config.getoption("qclip_fairness_gate")),
-        progress=not config.getoption("capture") == "no" and config.get_verbosity() >= 0,
+        progress=config.get_verbosity() >= 0,
     )
 
 
