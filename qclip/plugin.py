@@ -108,8 +108,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--qclip-min-samples", metavar="N", type=parse_positive_int, default=25,
                 help="FACET: people a class needs in both subgroups to count in min/max disparity. "
                      "Default: %(default)r.")
-    g.addoption("--qclip-skew-k", metavar="K", type=parse_positive_int, default=1000,
-                help="FairFace: k of MaxSkew@k/MinSkew@k (capped at the set size). Default: %(default)r.")
+    g.addoption("--qclip-skew-k", metavar="K", type=parse_positive_int, default=None,
+                help="FairFace: k of MaxSkew@k/MinSkew@k. Default: min(1000, set size // 10).")
     parser.addini("qclip_thresholds", type="linelist", default=[],
                   help="QUANTIZER=PP lines: allowed accuracy drop per quantizer in percentage points.")
     parser.addini("qclip_models", default="tiny", help="Default for --qclip-models.")
