@@ -31,5 +31,11 @@ def load_thresholds(ini_lines: Iterable[str] = (), cli: Iterable[tuple[str, floa
 
 
 def threshold_for(thresholds: dict[str, float], quantizer: str) -> float:
-    """The threshold for ``quantizer``: its own entry, else ``default``, else 5 pp."""
-    return thresholds.get(quantizer, thresholds.get("default", _FALLBACK))
+    """The threshold for ``quantizer``: its own entry, else an entry naming its last part (``nf4`` for
+    ``bnb-nf4``, as in ``--qclip-threshold nf4=2.0``), else ``default``, else 5 pp."""
+    if quantizer in thresholds:
+        return thresholds[quantizer]
+    short = [k for k in thresholds if k != "default" and quantizer.endswith("-" + k)]
+    if short:
+        return thresholds[max(short, key=len)]
+    return thresholds.get("default", _FALLBACK)

@@ -129,3 +129,13 @@ def test_fairness_cells_run_on_the_checked_in_real_format_samples(pytester, tmp_
     for attr in ("race", "gender", "age_bin", "race/uniform"):
         assert ("max_skew@4", attr) in fairface and ("min_skew@4", attr) in fairface and ("ndkl@4", attr) in fairface
     assert all(-1 <= r[4] <= 1 for r in rows if "disparity" in r[2] and r[4] is not None)
+
+
+def test_fairness_gate_turns_recorded_deltas_into_assertions(pytester, tmp_path):
+    res = _run(pytester, tmp_path / "cache", str(BENCH / "test_fairface.py"),
+               "--qclip-models", "random:open_clip/ViT-B-32/tiny", "--qclip-quantizers", "bnb-nf4",
+               "--qclip-skew-k", "4", "--qclip-fairness-gate", "ndkl@*:-1")  # a bound no |delta| can meet
+    res.assert_outcomes(failed=1)
+    assert "fairness gate failed" in res.stdout.str() and "ndkl@4[race]" in res.stdout.str()
+    rows = _rows(tmp_path / "cache")
+    assert rows, "the rows of a cell that failed its gate must still be stored"
