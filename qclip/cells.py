@@ -6,7 +6,10 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["Cell", "BENCHMARK_KINDS", "safe_id"]
+__all__ = ["Cell", "BENCHMARK_KINDS", "ROWS_PROPERTY", "safe_id"]
+
+#: the user_properties key under which a cell's result rows ride on its test report
+ROWS_PROPERTY = "qclip_rows"
 
 #: which dataset kinds each benchmark family runs on ("" = needs no dataset)
 BENCHMARK_KINDS: dict[str, tuple[str, ...]] = {

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from .cells import ROWS_PROPERTY
 from .session import QclipSession
 
 __all__ = ["Controller", "deselect_cells", "new_run_id", "run_metadata"]
 
-ROWS_PROPERTY = "qclip_rows"
 
 
 def new_run_id() -> str:
@@ -84,7 +84,7 @@ class Controller:
         if self.checks and not self.baseline:
             raise pytest.UsageError("--qclip-compare-fail needs --qclip-baseline RUN|FILE to compare against")
         self.baseline_rows = None
-        if self.baseline and not _is_xdist_worker(config):
+        if self.baseline:  # the Controller exists on the controller only
             # loaded up front, before this run exists in the store, so 'latest' means the previous run
             from .gate import load_baseline
 
@@ -227,10 +227,6 @@ def deselect_cells(config: pytest.Config, items: list, done) -> int:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
     return len(drop)
-
-
-def _is_xdist_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
 
 
 def _cell_key(report: pytest.TestReport) -> str | None:

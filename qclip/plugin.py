@@ -13,14 +13,13 @@ import os
 
 import pytest
 
-from .cells import BENCHMARK_KINDS, Cell
+from .cells import BENCHMARK_KINDS, ROWS_PROPERTY, Cell
 from .session import CellContext, QclipSession, SessionOptions
 
 __all__ = ["SESSION_KEY", "CONTROLLER_KEY"]
 
 SESSION_KEY = pytest.StashKey[QclipSession]()
 CONTROLLER_KEY = pytest.StashKey[object]()
-ROWS_PROPERTY = "qclip_rows"
 
 
 # ----- option parsers (argparse.ArgumentTypeError on bad text) -------------------------------------
