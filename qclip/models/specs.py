@@ -90,10 +90,12 @@ MODEL_SETS = SET_NAMES
 def parse_spec(text: str) -> ModelSpec:
     """Parse ``backend:ref``; raise UnknownModelError on an unknown backend or malformed spec."""
     backend, sep, ref = text.partition(":")
+    if not sep and text in _tiny_names():  # a bare tiny name: 'tiny-a' means 'tiny:tiny-a'
+        return ModelSpec("tiny", text)
     if not sep or not ref:
         raise UnknownModelError(
             text, f"Expected a model spec like 'open_clip:ViT-B-32/laion2b_s34b_b79k', 'hf:openai/clip-vit-base-patch32' "
-                  f"or 'tiny:NAME', or a model set ({', '.join(SET_NAMES)}), but got {text!r}"
+                  f"or 'tiny:NAME' (or a bare tiny name), or a model set ({', '.join(SET_NAMES)}), but got {text!r}"
         )
     if backend not in BACKENDS:
         raise UnknownModelError(text, f"Unknown model backend {backend!r} in {text!r}.{suggest(backend, BACKENDS)}")

@@ -41,6 +41,13 @@ def test_malformed_specs_fail_with_a_message(bad):
     assert bad.split(":")[-1] in str(err.value) or "backend" in str(err.value)
 
 
+def test_a_bare_tiny_name_means_the_tiny_backend():
+    assert parse_spec("tiny-a") == parse_spec("tiny:tiny-a")
+    assert [s.spec for s in expand_models("tiny-b,tiny:tiny-b,tiny-a")] == ["tiny:tiny-b", "tiny:tiny-a"]
+    with pytest.raises(UnknownModelError):
+        parse_spec("tiny-z")
+
+
 def test_absent_open_clip_weights_name_where_they_were_looked_for(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("QCLIP_WEIGHTS", str(tmp_path / "weights"))
