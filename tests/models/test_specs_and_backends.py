@@ -100,3 +100,18 @@ def test_hf_backend_loads_a_local_checkpoint_offline(tmp_path, monkeypatch):
     assert img.shape == (1, 16) and txt.shape == (2, 16)
     assert torch.isfinite(img).all() and torch.isfinite(txt).all()
     assert model.logit_scale == pytest.approx(float(torch.tensor(2.6592).exp()), rel=1e-4)
+
+
+@pytest.mark.parametrize("spec", ["random:open_clip/ViT-B-32/tiny", "random:hf/openai/clip-vit-base-patch32/tiny"])
+def test_a_deep_copy_copies_the_weights_and_shares_the_tokenizer(spec):
+    import copy
+
+    model = load_model(spec)
+    clone = copy.deepcopy(model)
+    assert clone.module is not model.module and clone.info is not model.info
+    assert clone._tokenizer is model._tokenizer and clone.preprocess is model.preprocess
+    first = next(clone.module.parameters())
+    with torch.no_grad():
+        first.add_(1.0)  # a quantizer changing the copy leaves the original alone
+    assert not torch.equal(first, next(model.module.parameters()))
+    assert torch.equal(clone.tokenize(["a dog"]), model.tokenize(["a dog"]))
