@@ -24,6 +24,9 @@ __all__ = ["EmbedKey", "Embedder", "preprocess_id", "texts_digest"]
 
 #: datasets whose preprocessed pixels are at most this many bytes are cached on disk too
 PIXEL_CACHE_MAX_BYTES = 1 << 30
+#: preprocessed pixels kept in memory across cells (most recently used datasets first); cells of one
+#: (model, quantizer) run together and walk every dataset, so the whole synthetic world (~0.2 GiB) stays
+PIXEL_MEMORY_BYTES = 2 << 30
 
 
 def preprocess_id(preprocess) -> str:
@@ -93,7 +96,8 @@ class Embedder:
             if n and nbytes <= PIXEL_CACHE_MAX_BYTES:
                 self._write_behind("pixels", parts, {"pixels": pix})
         self._pixels[mem_key] = pix
-        while len(self._pixels) > 2:  # keep memory bounded: the current and the previous dataset
+        # keep memory bounded: the most recent datasets up to PIXEL_MEMORY_BYTES, and always the current one
+        while len(self._pixels) > 1 and sum(t.nbytes for t in self._pixels.values()) > PIXEL_MEMORY_BYTES:
             self._pixels.popitem(last=False)
         return pix
 

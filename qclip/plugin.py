@@ -215,11 +215,36 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("cell", params)
 
 
+def _item_cell(item) -> Cell | None:
+    cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
+    return cell if isinstance(cell, Cell) else None
+
+
+def group_by_variant(items: list) -> None:
+    """Reorder ``items`` in place so that the cells of one (model, quantizer) run one after another.
+
+    Collection order is family by family (one test file each); run that way, every quantized variant is
+    built again for every family. Grouped, a process quantizes each (model, quantizer) once and walks its
+    datasets while the model is at hand. Groups keep the order of their first cell, cells keep their order
+    inside a group, and other tests stay where they were. The order is deterministic, so xdist workers
+    agree with the controller.
+    """
+    first: dict = {}
+    keys = []
+    for i, item in enumerate(items):
+        cell = _item_cell(item)
+        group = (cell.model, cell.quantizer) if cell is not None else ("", i)
+        keys.append((first.setdefault(group, i), i))
+    order = sorted(range(len(items)), key=keys.__getitem__)
+    items[:] = [items[i] for i in order]
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     for item in items:  # every report of a cell (skips at setup included) names its cell
-        cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
-        if isinstance(cell, Cell):
+        cell = _item_cell(item)
+        if cell is not None:
             item.user_properties.append(("qclip_cell", cell.key))
+    group_by_variant(items)
     controller = config.stash.get(CONTROLLER_KEY, None)
     if controller is not None:
         controller.deselect_finished(items)

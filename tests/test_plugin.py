@@ -44,7 +44,8 @@ def test_cells_run_record_and_a_rerun_reuses_the_cache(pytester, tmp_path):
     first = _run(pytester, cache, *args)
     first.assert_outcomes(passed=8)
     m1 = _meta(cache)["counters"]
-    assert m1["quantize_calls"] >= 2 and m1["cache_misses"] > 0
+    # cells of one (model, quantizer) run together: each quantized variant is built once for both families
+    assert m1["quantize_calls"] == 2 and m1["cache_misses"] > 0, m1
     rows = _rows(cache)
     assert {r[1] for r in rows} == {"fp32", "bnb-int8"}
     assert all(r[5] == r[5] for r in rows)  # every row has its fp32 reference (not NaN)
@@ -55,6 +56,24 @@ def test_cells_run_record_and_a_rerun_reuses_the_cache(pytester, tmp_path):
     m2 = _meta(cache)["counters"]
     assert m2["quantize_calls"] == 0, m2  # quantized models are not rebuilt: every embedding is cached
     assert m2["model_loads"] == 0 and m2["cache_misses"] == 0, m2
+
+
+def test_cells_of_one_model_and_quantizer_run_together():
+    from types import SimpleNamespace
+
+    from qclip.cells import Cell
+    from qclip.plugin import group_by_variant
+
+    def item(name, model=None, quantizer=None):
+        cell = Cell(model, model, quantizer, name.split("-")[0], "ds") if model else None
+        return SimpleNamespace(name=name, callspec=SimpleNamespace(params={"cell": cell}) if cell else None)
+
+    items = [item("plain-1"), item("zeroshot-a-q1", "a", "q1"), item("zeroshot-a-q2", "a", "q2"),
+             item("zeroshot-b-q1", "b", "q1"), item("plain-2"), item("ood-a-q1", "a", "q1"),
+             item("ood-a-q2", "a", "q2"), item("ood-b-q1", "b", "q1")]
+    group_by_variant(items)
+    assert [i.name for i in items] == ["plain-1", "zeroshot-a-q1", "ood-a-q1", "zeroshot-a-q2", "ood-a-q2",
+                                       "zeroshot-b-q1", "ood-b-q1", "plain-2"]
 
 
 def test_k_selects_one_quantizer_and_the_reference_is_still_computed(pytester, tmp_path):

@@ -83,27 +83,32 @@ def _prepare(scores: Any, attribute_values: Any, k: int, desired: Any, ndim: int
 
 
 def _top_codes(scores: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
-    """Codes of the top k items, ranked by score descending, ties by lower index (stable)."""
-    return codes[np.argsort(-scores, kind="stable")[:k]]
+    """Codes of the top k items, ranked by score descending, ties by lower index (stable).
+
+    ``scores`` [N] gives [k]; [P, N] (one ranking per row) gives [P, k]."""
+    return codes[np.argsort(-scores, axis=-1, kind="stable")[..., :k]]
 
 
 def _skews(top: np.ndarray, n_values: int, shares: np.ndarray) -> np.ndarray:
-    k = top.size
-    p = np.bincount(top, minlength=n_values) / k
+    """Skew@k of every value, for one top-k [k] ([V]) or one per row [P, k] ([P, V])."""
+    k = top.shape[-1]
+    p = (top[..., None] == np.arange(n_values)).sum(axis=-2) / k
     p = np.where(p == 0, 1.0 / k, p)
     return np.log(p / shares)
 
 
-def _ndkl(top: np.ndarray, n_values: int, shares: np.ndarray) -> float:
-    k = top.size
+def _ndkl(top: np.ndarray, n_values: int, shares: np.ndarray) -> float | np.ndarray:
+    """NDKL of one top-k [k] (a float) or of each row of [P, k] (an array [P])."""
+    k = top.shape[-1]
     i = np.arange(1, k + 1, dtype=np.float64)
-    counts = np.cumsum(np.eye(n_values, dtype=np.float64)[top], axis=0)  # [k, V]
+    counts = np.cumsum(np.eye(n_values, dtype=np.float64)[top], axis=-2)  # [..., k, V]
     dist = counts / i[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(dist > 0, dist * np.log(dist / shares[None, :]), 0.0)
-    kl = terms.sum(axis=1)
+        terms = np.where(dist > 0, dist * np.log(dist / shares), 0.0)
+    kl = terms.sum(axis=-1)  # [..., k]
     w = 1.0 / np.log2(i + 1.0)
-    return float(np.sum(w * kl) / np.sum(w))
+    out = (kl @ w) / np.sum(w)
+    return float(out) if top.ndim == 1 else out
 
 
 def skew_at_k(
@@ -201,12 +206,9 @@ def prompt_skew(
     """
     s, values, codes, shares, k_eff, capped = _prepare(sim, attribute_values, k, desired, 2, validate_args)
     n_values = len(values)
-    skews = np.empty((s.shape[0], n_values))
-    ndkl = np.empty(s.shape[0])
-    for p in range(s.shape[0]):
-        top = _top_codes(s[p], codes, k_eff)
-        skews[p] = _skews(top, n_values, shares)
-        ndkl[p] = _ndkl(top, n_values, shares)
+    top = _top_codes(s, codes, k_eff)  # [P, k], every prompt at once
+    skews = _skews(top, n_values, shares)
+    ndkl = _ndkl(top, n_values, shares)
     mean_skew = skews.mean(axis=0)
     return {
         "max_skew": float(skews.max(axis=1).mean()),

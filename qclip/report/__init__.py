@@ -55,18 +55,20 @@ def _refresh_latest(out: Path, out_root: Path) -> None:
 
 
 def write_report(
-    store: ResultStore, run_id: str, out_root: Path = Path("reports"), gates: list | None = None
+    store: ResultStore, run_id: str, out_root: Path = Path("reports"), gates: list | None = None,
+    stats=None,
 ) -> Path:
     """Write ``out_root/<run_id>/`` and refresh ``out_root/latest``; return the run's folder.
 
     ``run_id`` may be any reference :meth:`ResultStore.resolve` accepts. ``gates``
     is a list of :class:`qclip.gate.GateOutcome` (or dicts with ``name``,
     ``passed``, ``details``, or :class:`qclip.gate.Regression` objects, each a
-    failure); None means no gate was configured.
+    failure); None means no gate was configured. ``stats`` is the run's
+    :func:`qclip.stats.population_stats` when the caller already has it.
     """
     run_id = store.resolve(run_id)
     rows, cells, meta = store.rows(run_id), store.cells(run_id), store.meta(run_id)
-    stats = population_stats(rows)
+    stats = population_stats(rows) if stats is None else stats
     out_root = Path(out_root)
     out = out_root / _folder_name(run_id)
     out.mkdir(parents=True, exist_ok=True)
