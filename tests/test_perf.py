@@ -97,14 +97,18 @@ def test_linked_cache_drops_embedding_kinds(tmp_path):
 def test_cost_table_on_a_tiny_random_model():
     from qclip.perf.table import cost_table, to_markdown
 
-    rows = cost_table(["random:open_clip/ViT-B-32/tiny"], ["fp32", "fp16", "ao-int4wo"], "cpu", batch_size=4,
+    rows = cost_table(["random:open_clip/ViT-B-32/tiny"], ["fp32", "fp16", "ao-int8wo", "ao-int4wo"], "cpu",
+                      batch_size=4,
                       n_images=8, n_texts=8, repeats=1, log=lambda s: None)
     by_q = {r["quantizer"]: r for r in rows}
     assert by_q["fp32"]["status"] == "ok" and by_q["fp32"]["image_items_per_s"] > 0
     assert by_q["fp16"]["weight_bytes"] < by_q["fp32"]["weight_bytes"]
+    # torchao's tensor subclasses report their logical dtype: the bytes are counted as stored (int8 + scales)
+    # (counted by logical dtype they would equal fp32's; the token embedding stays fp32 in both)
+    assert by_q["ao-int8wo"]["weight_bytes"] < by_q["fp32"]["weight_bytes"] - 100_000
     assert by_q["ao-int4wo"]["status"] in ("unavailable", "cpu-only")
     md = to_markdown(rows)
-    assert md.count("\n") == 4 and "| fp32 |" in md
+    assert md.count("\n") == 5 and "| fp32 |" in md
     json.dumps(rows, default=str)
 
 

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..quantize.coverage import weight_bytes  # as stored: torchao subclasses, bnb states
+
 __all__ = ["Timing", "time_call", "items_per_s", "PeakMemory", "peak_memory", "weight_bytes",
            "synthetic_pixels", "synthetic_texts", "encode_images", "encode_texts", "sync", "median"]
 
@@ -130,18 +132,6 @@ def peak_memory(fn: Callable[[], object], device: str | torch.device | None = No
         t.join()
     peak[0] = max(peak[0], _rss())
     return out, PeakMemory(max(0, peak[0] - base), base, "rss")
-
-
-def weight_bytes(module: torch.nn.Module) -> int:
-    """Bytes held by parameters and buffers (quantized storage as stored: int8/uint8 packed, scales)."""
-    seen: set[int] = set()
-    total = 0
-    for t in list(module.parameters()) + list(module.buffers()):
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        total += t.numel() * t.element_size()
-    return int(total)
 
 
 # ----- inputs --------------------------------------------------------------------------------------
