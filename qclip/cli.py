@@ -134,10 +134,11 @@ def _store(args):
 
 
 def _cmd_report(args) -> int:
+    from .cache import Cache
     from .report import write_report
 
     store = _store(args)
-    out = write_report(store, args.run, Path(args.out))
+    out = write_report(store, args.run, Path(args.out), figure_memo=Cache(args.cache).root / "figures")
     print(f"report written to {out}/report.html and {out}/report.md")
     return 0
 

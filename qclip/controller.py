@@ -196,7 +196,8 @@ class Controller:
         stats = population_stats(rows) if not rows.empty else None
         if not self.config.getoption("qclip_no_report") and not rows.empty:
             self.report_dir = write_report(self.store, self.run_id, Path(self.config.getoption("qclip_reports")),
-                                           gates=gates, stats=stats)
+                                           gates=gates, stats=stats,
+                                           figure_memo=self.session.cache.root / "figures")
         self.summary_lines = terminal_summary(rows, stats) if stats is not None else []
         self.finish_seconds = time.perf_counter() - t0
 

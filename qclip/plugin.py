@@ -150,6 +150,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
         for ref in refs:
             load_quantizer_from_path(ref)
+    if _is_worker(config):
+        _share_cores(config)
     session = QclipSession(_options(config))
     config.stash[SESSION_KEY] = session
     _validate(config, session)
@@ -158,6 +160,25 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.stash[CONTROLLER_KEY] = Controller(config, config.stash[SESSION_KEY])
         config.pluginmanager.register(config.stash[CONTROLLER_KEY], "qclip-controller")
+
+
+def _share_cores(config: pytest.Config) -> int | None:
+    """On an xdist worker: limit torch and the BLAS/OpenMP pools to this worker's share of the cores.
+
+    Every worker would otherwise start a pool as wide as the machine: with ``-n 2`` on 2 cores four
+    spinning pools fight over two cores, and an SVD that takes 20 ms alone took 2 s. A user's own
+    ``OMP_NUM_THREADS`` wins. Returns the threads per worker (None when left alone).
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = max(1, cores // max(1, int(config.workerinput.get("workercount", 1))))
+    torch.set_num_threads(share)
+    threadpool_limits(share)
+    return share
 
 
 def _validate(config: pytest.Config, session: QclipSession) -> None:

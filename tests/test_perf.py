@@ -86,7 +86,7 @@ def test_jpegs_and_jpegset(tmp_path):
 
 def test_linked_cache_drops_embedding_kinds(tmp_path):
     base = tmp_path / "base"
-    for kind in ("world", "tiny-weights", "image-emb", "text-emb", "pixels", "model-meta"):
+    for kind in ("world", "tiny-weights", "image-emb", "text-emb", "pixels", "model-meta", "figures"):
         (base / kind).mkdir(parents=True)
     (base / "results.sqlite").write_text("")
     dest = linked_cache(base, tmp_path / "cold")

@@ -554,3 +554,26 @@ def test_skipped_cells_explain_empty_section(tmp_path):
         out = write_report(store, "skip", out_root=tmp_path / "reports")
     facet = _section((out / "report.md").read_text(), "Fairness: FACET")
     assert "No `facet` rows" in facet and "no FACET class has >= 25 people" in facet
+
+
+def test_figures_are_drawn_once_per_content(tmp_path, monkeypatch):
+    from qclip.report import figures
+
+    rows = normalize_rows(pd.DataFrame(fake_rows()))
+    memo = tmp_path / "memo"
+    first, errors = figures.write_figures(rows, tmp_path / "a", memo=memo)
+    assert not errors and len(list(memo.glob("*.png"))) == len(first)
+
+    drawn = []
+    monkeypatch.setattr(figures.plots, "save_png", lambda fig, path: drawn.append(path))
+    # the same results, reported by another run in another order: copied, not drawn
+    again = rows.assign(run_id="run-2").sample(frac=1.0, random_state=0)
+    second, _ = figures.write_figures(again, tmp_path / "b", memo=memo)
+    assert second == first and drawn == []
+    for name in first.values():
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+
+    changed = rows.copy()
+    changed.loc[changed.index[0], "value"] = float(changed["value"].iloc[0]) + 0.5  # one value moved
+    figures.write_figures(changed, tmp_path / "c", memo=memo)
+    assert len(drawn) == len(first)  # new content: every figure drawn again

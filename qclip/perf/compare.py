@@ -38,6 +38,8 @@ __all__ = ["make_jpegs", "JpegSet", "embed_vs_plain", "cold_warm", "families_vs_
 
 #: cache entries a "cold" run starts without (everything else, the world and weights, is linked in)
 EMBEDDING_KINDS = ("pixels", "image-emb", "text-emb", "model-meta")
+#: what a cold run (b) starts without: every product of a session (memoized report figures too)
+COLD_KINDS = (*EMBEDDING_KINDS, "figures")
 FAMILIES = ("zeroshot", "retrieval", "calibration", "ood", "fairface")
 
 
@@ -189,7 +191,7 @@ def embed_vs_plain(spec: str = "random:open_clip/ViT-B-32", n_images: int = 128,
 
 
 # ----- (b) ------------------------------------------------------------------------------------------
-def linked_cache(base: str | Path, dest: str | Path, drop: Sequence[str] = EMBEDDING_KINDS) -> Path:
+def linked_cache(base: str | Path, dest: str | Path, drop: Sequence[str] = COLD_KINDS) -> Path:
     """A cache folder ``dest`` whose entries link to ``base``'s, less the kinds in ``drop`` (and the
     results store): the prepared world and weights without any embedding."""
     base, dest = Path(base), Path(dest)

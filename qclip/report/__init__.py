@@ -56,7 +56,7 @@ def _refresh_latest(out: Path, out_root: Path) -> None:
 
 def write_report(
     store: ResultStore, run_id: str, out_root: Path = Path("reports"), gates: list | None = None,
-    stats=None,
+    stats=None, figure_memo: Path | None = None,
 ) -> Path:
     """Write ``out_root/<run_id>/`` and refresh ``out_root/latest``; return the run's folder.
 
@@ -64,7 +64,8 @@ def write_report(
     is a list of :class:`qclip.gate.GateOutcome` (or dicts with ``name``,
     ``passed``, ``details``, or :class:`qclip.gate.Regression` objects, each a
     failure); None means no gate was configured. ``stats`` is the run's
-    :func:`qclip.stats.population_stats` when the caller already has it.
+    :func:`qclip.stats.population_stats` when the caller already has it. ``figure_memo`` is a
+    folder where figures are kept by content (see :func:`qclip.report.figures.write_figures`).
     """
     run_id = store.resolve(run_id)
     rows, cells, meta = store.rows(run_id), store.cells(run_id), store.meta(run_id)
@@ -78,7 +79,7 @@ def write_report(
     stats.to_csv(out / "stats.csv", index=False)
     from qclip.report.figures import write_figures  # matplotlib loads only when a report is written
 
-    images, errors = write_figures(usable(rows), out)
+    images, errors = write_figures(usable(rows), out, memo=figure_memo)
 
     sections = build_document(run_id, meta, rows, cells, stats, gates, images, errors)
     title = f"qclip report: run {run_id}"
