@@ -58,6 +58,7 @@ def run_metadata(config: pytest.Config, session: QclipSession) -> dict:
         "python": platform.python_version(),
         "device": device,
         "device_name": device_name,
+        "matmul_precision": session.options.matmul_precision,
         "cpu_count": os.cpu_count(),
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "args": list(config.invocation_params.args),

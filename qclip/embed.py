@@ -48,14 +48,18 @@ class EmbedKey:
     quantizer: str
     quantizer_config: str  # canonical JSON
     device: str
+    matmul_precision: str = "highest"  # torch.set_float32_matmul_precision; 'high' = TF32 on GPUs
 
     def parts(self) -> dict:
         v = library_versions()
-        return {
+        parts = {
             "model": self.model_spec, "weights": self.weights_digest, "quantizer": self.quantizer,
             "qconfig": self.quantizer_config, "device": self.device,
             "libs": {k: v[k] for k in ("torch", "open_clip_torch", "transformers", "bitsandbytes", "torchao")},
         }
+        if self.matmul_precision != "highest":  # exact-fp32 keys stay as they were
+            parts["matmul_precision"] = self.matmul_precision
+        return parts
 
 
 def _pixel_dtype(model) -> torch.dtype:

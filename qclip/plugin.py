@@ -84,6 +84,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "Default: $QCLIP_CACHE or ~/.cache/qclip.")
     g.addoption("--qclip-device", metavar="DEVICE", type=parse_device, default="cpu",
                 help="cpu, cuda, cuda:N or auto. Default: %(default)r.")
+    g.addoption("--qclip-matmul-precision", metavar="P", choices=("highest", "high", "medium"), default="highest",
+                help="float32 matmul precision (torch.set_float32_matmul_precision). 'highest' (default) keeps the "
+                     "fp32 reference exact; 'high' allows TF32 on Ampere/Hopper GPUs (several times faster fp32 "
+                     "encoders, features off by ~1e-3). Embeddings are cached apart per precision.")
     g.addoption("--qclip-batch-size", metavar="N", type=parse_positive_int, default=256,
                 help="Encoding batch size. Default: %(default)r.")
     g.addoption("--qclip-threshold", metavar="QUANTIZER=PP", type=parse_threshold, action="append", default=[],
@@ -132,6 +136,7 @@ def _options(config: pytest.Config) -> SessionOptions:
         datasets=config.getoption("qclip_datasets"),
         cache=config.getoption("qclip_cache"),
         device=config.getoption("qclip_device"),
+        matmul_precision=config.getoption("qclip_matmul_precision"),
         batch_size=config.getoption("qclip_batch_size"),
         thresholds=thresholds,
         min_samples=config.getoption("qclip_min_samples"),

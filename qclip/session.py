@@ -32,6 +32,8 @@ class SessionOptions:
     datasets: str = "*"
     cache: str | None = None
     device: str = "cpu"
+    #: torch.set_float32_matmul_precision: 'highest' (exact fp32, the default) or 'high' (TF32 on GPUs)
+    matmul_precision: str = "highest"
     batch_size: int = 256
     thresholds: dict[str, float] = field(default_factory=dict)
     min_samples: int = 25
@@ -93,6 +95,8 @@ class QclipSession:
 
     def __init__(self, options: SessionOptions):
         self.options = options
+        if options.matmul_precision != torch.get_float32_matmul_precision():
+            torch.set_float32_matmul_precision(options.matmul_precision)
         self.cache = Cache(options.cache)
         self.pool = ModelPool(self.cache, options.device, options.progress)
         self.embedder = Embedder(self.cache, device=options.device, batch_size=options.batch_size,
@@ -156,7 +160,8 @@ class QclipSession:
             config = q.config_json()
         else:  # a third-party quantizer implementing only the protocol: its description is its config
             config = json.dumps({"name": quantizer, "describe": q.describe()}, sort_keys=True, default=str)
-        return EmbedKey(spec, weights_digest_for(spec, self.cache), quantizer, config, self.options.device)
+        return EmbedKey(spec, weights_digest_for(spec, self.cache), quantizer, config, self.options.device,
+                        self.options.matmul_precision)
 
     def model_meta(self, spec: str, quantizer: str) -> dict:
         """Logit scale and quantization report of (model, quantizer), cached so hits load no model."""

@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="grid: images timed per architecture × setting (default: 16 on CPU, 4 batches on CUDA).")
     p.add_argument("--settings", metavar="NAMES", default="fp32,bnb-int8,bnb-nf4,torch-dyn-int8",
                    help="grid: settings timed. Default: %(default)r.")
+    p.add_argument("--matmul-precision", metavar="P", choices=("highest", "high", "medium"), default="highest",
+                   help="float32 matmul precision for every measurement ('high' = TF32 on Ampere/Hopper GPUs), "
+                        "as --qclip-matmul-precision in pytest. Default: %(default)r.")
     p.add_argument("--json", metavar="PATH", default=None, help="write all results as JSON")
     p.add_argument("--markdown", metavar="PATH", default=None, help="write the summary as markdown")
 
@@ -117,7 +120,10 @@ def run(args) -> int:
     chosen = [args.throughput, args.cold_warm, args.families, args.table, args.simulate_paper_grid]
     if not any(chosen):
         args.throughput = args.cold_warm = args.families = True
-    results: dict = {"machine": machine_info()}
+    import torch
+
+    torch.set_float32_matmul_precision(args.matmul_precision)
+    results: dict = {"machine": {**machine_info(), "matmul_precision": args.matmul_precision}}
     if args.throughput:
         from .compare import embed_vs_plain
 
@@ -135,6 +141,8 @@ def run(args) -> int:
         bench_args = shlex.split(args.bench_args)
         if args.device != "cpu":
             bench_args.append(f"--qclip-device={args.device}")
+        if args.matmul_precision != "highest":
+            bench_args.append(f"--qclip-matmul-precision={args.matmul_precision}")
         results["cold_warm"] = cold_warm(bench_args, args.runs, args.cold, log=log)
     if args.table:
         from .table import cost_table

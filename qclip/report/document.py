@@ -51,7 +51,7 @@ CONVENTIONS = [
     "Rows of skipped or errored cells are left out of every table, figure and test.",
 ]
 
-_KEY_META = ("git_commit", "device", "device_name", "started", "finished", "qclip_version")
+_KEY_META = ("git_commit", "device", "device_name", "matmul_precision", "started", "finished", "qclip_version")
 
 
 def _flat_meta(meta: dict) -> dict:

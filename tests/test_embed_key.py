@@ -1,0 +1,28 @@
+"""EmbedKey: what separates cached embeddings (model, quantizer, device, matmul precision)."""
+
+from qclip.cache import Cache
+from qclip.embed import EmbedKey
+
+
+def test_matmul_precision_keeps_tf32_embeddings_apart_and_exact_keys_unchanged(tmp_path):
+    cache = Cache(tmp_path)
+    exact = EmbedKey("tiny:tiny-a", "abc", "fp32", "{}", "cuda")
+    assert "matmul_precision" not in exact.parts()  # keys written before the option existed still hit
+    assert exact == EmbedKey("tiny:tiny-a", "abc", "fp32", "{}", "cuda", "highest")
+    tf32 = EmbedKey("tiny:tiny-a", "abc", "fp32", "{}", "cuda", "high")
+    assert cache.key("image-emb", tf32.parts()) != cache.key("image-emb", exact.parts())
+
+
+def test_session_applies_and_keys_the_precision(tmp_path):
+    import torch
+
+    from qclip.session import QclipSession, SessionOptions
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        session = QclipSession(SessionOptions(models="random:open_clip/ViT-B-32/tiny", cache=str(tmp_path),
+                                              matmul_precision="high", progress=False))
+        assert torch.get_float32_matmul_precision() == "high"
+        assert session.embed_key("random:open_clip/ViT-B-32/tiny", "fp32").matmul_precision == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
