@@ -82,11 +82,32 @@ def _prepare(scores: Any, attribute_values: Any, k: int, desired: Any, ndim: int
     return s, values, codes, shares, min(int(k), n), int(k) > n
 
 
+def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the top k of each row of ``scores`` [P, N], by score descending, ties by lower index.
+
+    Equal to ``np.argsort(-scores, axis=1, kind="stable")[:, :k]`` without sorting all N: a partition
+    finds each row's k-th largest score, the items above it and the first (by index) of those equal to
+    it make the top k, and only those k are sorted."""
+    p, n = scores.shape
+    if k >= n // 4:  # a full sort is as cheap
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    kth = np.partition(scores, n - k, axis=1)[:, n - k][:, None]
+    above = scores > kth
+    tied = scores == kth
+    need = k - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    idx = np.nonzero(chosen)[1].reshape(p, k)  # row-major: each row's k indices in index order
+    order = np.argsort(-np.take_along_axis(scores, idx, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1)
+
+
 def _top_codes(scores: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
     """Codes of the top k items, ranked by score descending, ties by lower index (stable).
 
     ``scores`` [N] gives [k]; [P, N] (one ranking per row) gives [P, k]."""
-    return codes[np.argsort(-scores, axis=-1, kind="stable")[..., :k]]
+    if scores.ndim == 1:
+        return codes[_top_indices(scores[None, :], k)[0]]
+    return codes[_top_indices(scores, k)]
 
 
 def _skews(top: np.ndarray, n_values: int, shares: np.ndarray) -> np.ndarray:

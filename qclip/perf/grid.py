@@ -79,7 +79,9 @@ def _measure_decode(ds: GridDataset, n: int, workers: int, batch_size: int, root
     paths = make_jpegs(root / ds.name, n, ds.size)
     gen_s = time.perf_counter() - t0
     pre = image_transform(224, is_train=False)
-    loader = torch.utils.data.DataLoader(_PlainFiles(paths, pre), batch_size=batch_size, num_workers=workers,
+    # batches small enough that every worker gets several (a 2% sample is only a few encode batches)
+    per_batch = max(1, min(batch_size, n // max(1, workers * 4)))
+    loader = torch.utils.data.DataLoader(_PlainFiles(paths, pre), batch_size=per_batch, num_workers=workers,
                                          persistent_workers=workers > 0)
     # a first pass starts the worker processes (seconds each, which a 2% sample would not amortise);
     # the second, steady-state pass is what a long run decodes at

@@ -237,3 +237,14 @@ def test_ndkl_interleaved_ranking_beats_grouped_ranking():
     interleaved = -np.arange(20.0)  # a, b, a, b, ...
     grouped = -np.argsort(np.argsort(attrs, kind="stable"), kind="stable").astype(float)  # all a then all b
     assert skew.ndkl_at_k(interleaved, attrs, 20) < skew.ndkl_at_k(grouped, attrs, 20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(p=st.integers(1, 4), n=st.integers(1, 120), k_frac=st.floats(0.0, 1.0), levels=st.integers(1, 6),
+       seed=st.integers(0, 2**16))
+def test_property_top_k_without_a_full_sort_equals_a_stable_argsort(p, n, k_frac, levels, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, levels, (p, n)).astype(float)  # few levels: many ties at the k-th score
+    k = max(1, int(round(k_frac * n)))
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(skew._top_indices(scores, k), expected)
