@@ -101,14 +101,16 @@ class Cache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.stats = CacheStats()
         self._memo: OrderedDict[tuple[str, str], tuple[dict, dict, int]] = OrderedDict()
+        self._memo_bytes = 0
 
     def _remember(self, kind: str, key: str, value: tuple[dict, dict]) -> tuple[dict, dict]:
         size = sum(t.numel() * t.element_size() for t in value[0].values())
         if size <= self.MEMORY_BYTES // 4:
+            old = self._memo.pop((kind, key), None)
+            self._memo_bytes += size - (old[2] if old else 0)
             self._memo[(kind, key)] = (value[0], value[1], size)
-            total = sum(v[2] for v in self._memo.values())
-            while total > self.MEMORY_BYTES and self._memo:
-                total -= self._memo.popitem(last=False)[1][2]
+            while self._memo_bytes > self.MEMORY_BYTES and self._memo:  # a running total, not a sum per entry
+                self._memo_bytes -= self._memo.popitem(last=False)[1][2]
         return value
 
     # ----- paths -------------------------------------------------------------------------------
