@@ -211,6 +211,19 @@ class Cache:
         return self._remember(kind, key, ({k: v.detach().cpu() for k, v in tensors.items()},
                                           json.loads(json.dumps(dict(meta), default=str))))
 
+    def put(self, kind: str, parts: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
+            meta: Mapping[str, Any] | None = None) -> bool:
+        """Store an entry computed elsewhere, under its lock, unless it is already there (no read-back).
+
+        Safe from a background thread (the embedder writes pixel entries while it encodes). Returns
+        True when this call wrote it."""
+        key = self.key(kind, parts)
+        with self._lock(kind, key):
+            if self.contains(kind, parts):
+                return False
+            self._write(kind, key, parts, tensors, dict(meta or {}))
+        return True
+
     def path_for(self, kind: str, parts: Mapping[str, Any]) -> Path:
         """Folder of an entry (for artifacts written by others, e.g. a generated world)."""
         return self.entry_dir(kind, self.key(kind, parts))

@@ -113,10 +113,7 @@ class Embedder:
         cache = self.cache
 
         def write():
-            key = cache.key(kind, parts)
-            with cache._lock(kind, key):
-                if not cache.contains(kind, parts):
-                    cache._write(kind, key, parts, tensors, {"n": int(next(iter(tensors.values())).shape[0])})
+            cache.put(kind, parts, tensors, {"n": int(next(iter(tensors.values())).shape[0])})
 
         cache.stats.misses += 1
         cache.stats.computed[kind] = cache.stats.computed.get(kind, 0) + 1

@@ -108,3 +108,16 @@ def test_two_processes_racing_write_once_and_both_read(tmp_path):
     assert results[0] == results[1] == list(range(10))
     entries = list((tmp_path / "c" / "emb").rglob("manifest.json"))
     assert len(entries) == 1
+
+
+def test_put_stores_once_and_get_reads_it_without_computing(tmp_path):
+    cache = Cache(tmp_path)
+    parts = {"dataset": "d", "preprocess": "p"}
+    assert cache.put("pixels", parts, {"pixels": torch.ones(2, 3)}, {"n": 2})
+    assert not cache.put("pixels", parts, {"pixels": torch.zeros(2, 3)})  # already there: kept as written
+
+    def boom():
+        raise AssertionError("computed although stored")
+
+    tensors, meta = Cache(tmp_path).get_or_compute("pixels", parts, boom)
+    assert torch.equal(tensors["pixels"], torch.ones(2, 3)) and meta == {"n": 2}
