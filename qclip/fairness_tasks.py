@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .metrics.fairness import disparity
-from .metrics.skew import prompt_skew
+from .metrics.skew import prompt_skews
 from .tasks import classifier_outputs
 
 __all__ = ["FACET_GROUPS", "FAIRFACE_ATTRIBUTES", "facet_disparities", "fairface_skews"]
@@ -46,9 +46,5 @@ def fairface_skews(src, dataset, k: int = 1000) -> dict[tuple[str, str], dict]:
     img = img / np.linalg.norm(img, axis=1, keepdims=True)
     txt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
     sim = txt @ img.T  # [P, N]
-    res = {}
-    for attr in FAIRFACE_ATTRIBUTES:
-        values = dataset.table[attr].astype(str).to_numpy()
-        for desired in ("parity", "uniform"):
-            res[(attr, desired)] = prompt_skew(sim, values, k=k, desired=desired)
-    return res
+    attributes = {attr: dataset.table[attr].astype(str).to_numpy() for attr in FAIRFACE_ATTRIBUTES}
+    return prompt_skews(sim, attributes, k=k, desired=("parity", "uniform"))

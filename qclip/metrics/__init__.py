@@ -44,7 +44,7 @@ from .ood import (
 )
 from .retrieval import image_retrieval_ranks, retrieval_recall, text_retrieval_ranks
 from .robustness import group_accuracy, relative_change, worst_group_accuracy
-from .skew import max_skew, min_skew, ndkl_at_k, prompt_skew, skew_at_k
+from .skew import max_skew, min_skew, ndkl_at_k, prompt_skew, prompt_skews, skew_at_k
 from .spectral import DEFAULT_BANDS, effective_rank, spectral_analysis
 from .zeroshot import (
     build_classifier,
@@ -82,6 +82,7 @@ __all__ = [
     "min_skew",
     "ndkl_at_k",
     "prompt_skew",
+    "prompt_skews",
     # calibration
     "ece",
     "adaptive_ece",

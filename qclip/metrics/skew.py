@@ -29,14 +29,14 @@ they add no new value) but changes ``"parity"`` shares, hence the skew.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ._validation import any_array, check_choice, check_int, float_array
 
-__all__ = ["skew_at_k", "max_skew", "min_skew", "ndkl_at_k", "prompt_skew"]
+__all__ = ["skew_at_k", "max_skew", "min_skew", "ndkl_at_k", "prompt_skew", "prompt_skews"]
 
 
 def _py(value: Any) -> Any:
@@ -226,8 +226,40 @@ def prompt_skew(
         (0.2877, -0.4055, 3, False)
     """
     s, values, codes, shares, k_eff, capped = _prepare(sim, attribute_values, k, desired, 2, validate_args)
+    return _prompt_skew(_top_indices(s, k_eff), values, codes, shares, k_eff, capped)
+
+
+def prompt_skews(
+    sim: Any, attributes: Mapping[str, Any], k: int = 1000, desired: Sequence[Any] = ("parity", "uniform"),
+    validate_args: bool = True,
+) -> dict[tuple[str, Any], dict[str, Any]]:
+    r""":func:`prompt_skew` for several attributes and desired distributions over the same ``sim``.
+
+    ``{(attribute name, desired): prompt_skew(sim, attributes[name], k, desired)}``, equal to calling
+    :func:`prompt_skew` for each pair; the top k of each prompt is found once, not once per pair.
+
+    Example:
+        >>> sim = np.array([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.9]])
+        >>> r = prompt_skews(sim, {"g": np.array([0, 0, 1, 1])}, k=3, desired=["parity"])
+        >>> round(r[("g", "parity")]["max_skew"], 4)
+        0.2877
+    """
+    out: dict[tuple[str, Any], dict[str, Any]] = {}
+    top = None
+    for name, values_in in attributes.items():
+        for d in desired:
+            s, values, codes, shares, k_eff, capped = _prepare(sim, values_in, k, d, 2, validate_args)
+            if top is None:
+                top = _top_indices(s, k_eff)
+            out[(name, d if isinstance(d, str) else str(d))] = _prompt_skew(top, values, codes, shares, k_eff,
+                                                                            capped)
+    return out
+
+
+def _prompt_skew(top_idx: np.ndarray, values: list, codes: np.ndarray, shares: np.ndarray, k_eff: int,
+                 capped: bool) -> dict[str, Any]:
     n_values = len(values)
-    top = _top_codes(s, codes, k_eff)  # [P, k], every prompt at once
+    top = codes[top_idx]  # [P, k], every prompt at once
     skews = _skews(top, n_values, shares)
     ndkl = _ndkl(top, n_values, shares)
     mean_skew = skews.mean(axis=0)
@@ -238,5 +270,5 @@ def prompt_skew(
         "skew_by_value": {v: float(x) for v, x in zip(values, mean_skew, strict=True)},
         "k": k_eff,
         "k_capped": capped,
-        "n_prompts": int(s.shape[0]),
+        "n_prompts": int(top_idx.shape[0]),
     }

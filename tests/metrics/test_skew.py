@@ -248,3 +248,15 @@ def test_property_top_k_without_a_full_sort_equals_a_stable_argsort(p, n, k_frac
     k = max(1, int(round(k_frac * n)))
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     np.testing.assert_array_equal(skew._top_indices(scores, k), expected)
+
+
+@settings(max_examples=50, deadline=None)
+@given(p=st.integers(1, 4), n=st.integers(2, 80), k=st.integers(1, 100), seed=st.integers(0, 2**16))
+def test_property_prompt_skews_equals_one_prompt_skew_per_pair(p, n, k, seed):
+    rng = np.random.default_rng(seed)
+    sim = rng.integers(0, 5, (p, n)).astype(float)  # ties included
+    attrs = {"a": rng.integers(0, 3, n), "b": rng.choice(np.array(["x", "y"]), n)}
+    got = skew.prompt_skews(sim, attrs, k=k)
+    assert set(got) == {(a, d) for a in attrs for d in ("parity", "uniform")}
+    for (name, desired), res in got.items():
+        assert res == skew.prompt_skew(sim, attrs[name], k=k, desired=desired)
