@@ -87,7 +87,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--qclip-matmul-precision", metavar="P", choices=("highest", "high", "medium"), default="highest",
                 help="float32 matmul precision (torch.set_float32_matmul_precision). 'highest' (default) keeps the "
                      "fp32 reference exact; 'high' allows TF32 on Ampere/Hopper GPUs (several times faster fp32 "
-                     "encoders, features off by ~1e-3). Embeddings are cached apart per precision.")
+                     "encoders; matmul inputs rounded to a 10-bit mantissa). Embeddings are cached apart per "
+                     "precision.")
     g.addoption("--qclip-batch-size", metavar="N", type=parse_positive_int, default=256,
                 help="Encoding batch size. Default: %(default)r.")
     g.addoption("--qclip-threshold", metavar="QUANTIZER=PP", type=parse_threshold, action="append", default=[],
