@@ -151,6 +151,12 @@ class Embedder:
 
         def compute():
             model = model_factory()
+            n = len(dataset)
+            if n * _preprocessed_numel(model.preprocess) * 4 > PIXEL_MEMORY_BYTES:
+                # too large to hold (ImageNet-val at 224 px is 30 GB as float32): decode and encode batch
+                # by batch; such a set is decoded again for each (model, quantizer, corruption)
+                batches = self._decode_batches(dataset, model.preprocess)
+                return {"emb": self._encode_batches(model, batches, transform, dataset.name, n)}, {"n": n}
             pix = self.pixels(dataset, model.preprocess)
             return {"emb": self._encode_images(model, pix, transform, dataset.name)}, {"n": int(pix.shape[0])}
 
@@ -170,15 +176,23 @@ class Embedder:
         tensors, _ = self.cache.get_or_compute("text-emb", parts, compute)
         return tensors["emb"]
 
-    @torch.inference_mode()
+    def _decode_batches(self, dataset, preprocess):
+        """Preprocessed pixel batches of ``dataset``, decoded as they are consumed (nothing kept)."""
+        yield from torch.utils.data.DataLoader(_Preprocessed(dataset, preprocess), batch_size=self.batch_size,
+                                               num_workers=self.num_workers, shuffle=False)
+
     def _encode_images(self, model, pix: torch.Tensor, transform, name: str) -> torch.Tensor:
+        batches = (pix[s:s + self.batch_size] for s in range(0, pix.shape[0], self.batch_size))
+        return self._encode_batches(model, batches, transform, name, int(pix.shape[0]))
+
+    @torch.inference_mode()
+    def _encode_batches(self, model, batches, transform, name: str, total: int) -> torch.Tensor:
         dev = torch.device(self.device)
         dtype = _pixel_dtype(model)
         out = []
         pin = dev.type == "cuda"
-        for start in tqdm(range(0, pix.shape[0], self.batch_size), desc=f"encode {name}", disable=not self.progress,
-                          leave=False):
-            batch = pix[start:start + self.batch_size]
+        for batch in tqdm(batches, desc=f"encode {name}", total=-(-total // self.batch_size),
+                          disable=not self.progress, leave=False):
             if transform is not None:
                 batch = transform(batch)
             if pin:  # copy host->device without blocking; cast on the device (cheaper than on the host)
