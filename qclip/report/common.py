@@ -7,12 +7,12 @@ import math
 
 import pandas as pd
 
-from qclip.report.blocks import Image, Para
-from qclip.report.data import skipped_note
+from qclip.report.blocks import Image, Para, Section
+from qclip.report.data import select, skipped_note
 from qclip.report.tables import fmt, fmt_p
 from qclip.stats import MIN_N
 
-__all__ = ["SIG_CAPTION", "empty", "figure", "largest_changes", "n_models_note"]
+__all__ = ["SIG_CAPTION", "empty", "figure", "largest_changes", "n_models_note", "open_section"]
 
 SIG_CAPTION = (
     "Each cell: mean Δ (quantized − fp32) across the n models, p of the paired t-test "
@@ -38,6 +38,25 @@ def n_models_note(stats_sel: pd.DataFrame) -> Para | None:
         f"**n too small:** only {n} model(s) with paired values; a paired t-test needs at least {MIN_N}, "
         "so cells show the mean Δ without p or CI. Treat every number below as anecdotal."
     )
+
+
+def open_section(title: str, benchmark: str, rows: pd.DataFrame, stats: pd.DataFrame, about: str,
+                 cells: pd.DataFrame | None = None) -> tuple[Section, pd.DataFrame | None, pd.DataFrame | None]:
+    """The opening every benchmark section shares: ``(section, its stats rows, its result rows)``.
+
+    The section already holds ``about`` and, when the population is small, the n-too-small note. With no
+    stats or no result rows of ``benchmark`` it holds the empty-section line instead, and both frames are
+    None: the caller returns the section as it is."""
+    sec = Section(title)
+    st = stats[stats["benchmark"] == benchmark] if not stats.empty else stats
+    data = select(rows, benchmark)
+    if st.empty or data.empty:
+        sec.blocks.append(empty(benchmark, cells))
+        return sec, None, None
+    sec.blocks.append(Para(about))
+    if (note := n_models_note(st)) is not None:
+        sec.blocks.append(note)
+    return sec, st, data
 
 
 def figure(images: dict[str, str], role: str, alt: str, caption: str = "") -> list:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from qclip.report.blocks import Cell, Details, Heading, Para, Section, Table
-from qclip.report.common import SIG_CAPTION, empty, figure, n_models_note
-from qclip.report.data import finite_mean, paired, quantizer_order, select, short_model, stats_lookup
+from qclip.report.common import SIG_CAPTION, empty, figure, n_models_note, open_section
+from qclip.report.data import finite_mean, paired, quantizer_order, short_model, stats_lookup
 from qclip.report.tables import change_cell, pct_sig_cell, sig_cell, stats_table
 
 __all__ = ["CAL_LABELS", "OOD_SCORES", "calibration_section", "ood_section", "split_ood"]
@@ -125,15 +125,9 @@ def _per_model_table(wide: pd.DataFrame) -> pd.DataFrame:
 
 
 def calibration_section(rows: pd.DataFrame, stats: pd.DataFrame, images: dict, cells=None) -> Section:
-    sec = Section("Calibration")
-    st = stats[stats["benchmark"] == "calibration"] if not stats.empty else stats
-    data = select(rows, "calibration")
-    if st.empty or data.empty:
-        sec.blocks.append(empty("calibration", cells))
+    sec, st, data = open_section("Calibration", "calibration", rows, stats, _CAL_ABOUT, cells)
+    if st is None:
         return sec
-    sec.blocks.append(Para(_CAL_ABOUT))
-    if (note := n_models_note(st)) is not None:
-        sec.blocks.append(note)
     look = stats_lookup(st)
     wide = _wide(data)
     for dataset in sorted(st["dataset"].unique()):

@@ -8,9 +8,9 @@ import re
 
 import pandas as pd
 
-from qclip.report.blocks import Cell, Details, Heading, Para, Section, Table
-from qclip.report.common import SIG_CAPTION, empty, figure, n_models_note
-from qclip.report.data import finite_mean, paired, quantizer_order, select, short_model, stats_lookup
+from qclip.report.blocks import Cell, Details, Heading, Section, Table
+from qclip.report.common import SIG_CAPTION, figure, open_section
+from qclip.report.data import finite_mean, paired, quantizer_order, short_model, stats_lookup
 from qclip.report.tables import change_cell, pct_sig_cell, sig_cell, stats_table
 
 __all__ = ["BAND_LABELS", "parse_corruption", "robustness_section", "spectral_section"]
@@ -63,15 +63,10 @@ def _spectral_table(data: pd.DataFrame) -> pd.DataFrame:
 
 
 def spectral_section(rows: pd.DataFrame, stats: pd.DataFrame, images: dict, cells=None) -> Section:
-    sec = Section("Spectral analysis of the quantization noise")
-    st = stats[stats["benchmark"] == "spectral"] if not stats.empty else stats
-    data = select(rows, "spectral")
-    if st.empty or data.empty:
-        sec.blocks.append(empty("spectral", cells))
+    sec, st, data = open_section("Spectral analysis of the quantization noise", "spectral", rows, stats,
+                                 _SPECTRAL_ABOUT, cells)
+    if st is None:
         return sec
-    sec.blocks.append(Para(_SPECTRAL_ABOUT))
-    if (note := n_models_note(st)) is not None:
-        sec.blocks.append(note)
     sec.blocks += figure(images, "spectral", "Noise-to-signal ratio per rank over the fp32 energy spectrum",
                          "Per model: NSR per principal rank for each quantizer (solid, log scale) and the fp32 energy "
                          "share of each rank (grey, dashed); dotted lines split the bands.")
@@ -129,15 +124,9 @@ def _worst_group_table(look: dict, quantizers, dataset: str) -> pd.DataFrame:
 
 
 def robustness_section(rows: pd.DataFrame, stats: pd.DataFrame, images: dict, cells=None) -> Section:
-    sec = Section("Robustness")
-    st = stats[stats["benchmark"] == "robustness"] if not stats.empty else stats
-    data = select(rows, "robustness")
-    if st.empty or data.empty:
-        sec.blocks.append(empty("robustness", cells))
+    sec, st, data = open_section("Robustness", "robustness", rows, stats, _ROBUSTNESS_ABOUT, cells)
+    if st is None:
         return sec
-    sec.blocks.append(Para(_ROBUSTNESS_ABOUT))
-    if (note := n_models_note(st)) is not None:
-        sec.blocks.append(note)
     sec.blocks += figure(images, "robustness", "Top-1 against corruption severity, fp32 vs quantized",
                          "Top: mean top-1 over the models; bottom: mean Δ (quantized − fp32) with its 95% CI. Severity 0 is the clean zero-shot top-1 of "
                          "the same set when it was measured.")
