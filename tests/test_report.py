@@ -577,3 +577,22 @@ def test_figures_are_drawn_once_per_content(tmp_path, monkeypatch):
     changed.loc[changed.index[0], "value"] = float(changed["value"].iloc[0]) + 0.5  # one value moved
     figures.write_figures(changed, tmp_path / "c", memo=memo)
     assert len(drawn) == len(first)  # new content: every figure drawn again
+
+
+def test_a_memo_that_cannot_be_read_costs_the_copy_not_the_figure(tmp_path, monkeypatch):
+    from qclip.report import figures
+
+    rows = normalize_rows(pd.DataFrame(fake_rows()))
+    memo = tmp_path / "memo"
+    first, _ = figures.write_figures(rows, tmp_path / "a", memo=memo)
+    real_copy = figures.shutil.copyfile
+
+    def broken(src, dst, *a, **k):
+        if str(src).startswith(str(memo)):
+            raise OSError("memo unreadable")
+        return real_copy(src, dst, *a, **k)
+
+    monkeypatch.setattr(figures.shutil, "copyfile", broken)
+    again, errors = figures.write_figures(rows, tmp_path / "b", memo=memo)
+    assert again == first and not errors
+    assert all((tmp_path / "b" / name).read_bytes().startswith(b"\x89PNG") for name in again.values())

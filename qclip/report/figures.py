@@ -91,10 +91,13 @@ def write_figures(rows: pd.DataFrame, out: Path, memo: Path | None = None) -> tu
         target = Path(out) / name
         kept = Path(memo) / f"{digest}-{name}" if memo else None
         if kept is not None and kept.is_file():
-            shutil.copyfile(kept, target)
-            os.utime(kept)
-            images[role] = name
-            continue
+            try:
+                shutil.copyfile(kept, target)
+                os.utime(kept)  # recently used: kept longest by _prune
+                images[role] = name
+                continue
+            except OSError:  # an unreadable memo costs the copy, never the figure: draw it
+                pass
         try:
             fig = make()
             if fig is None:
