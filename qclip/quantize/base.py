@@ -204,10 +204,11 @@ class BaseQuantizer:
 
         model.prepare_for_quantization()
         fp32_bytes = fp32_weight_bytes(model.module)
-        self._apply(model)
+        extra = self._apply(model) or {}
         model.module.eval()
         model.quant_report = make_report(model, self.name, self.resolved_config(model.device), fp32_bytes,
                                          expect_full=self.quantizes, is_target=self.is_target_storage)
+        model.quant_report.update(extra)
         return model
 
     def describe(self, model=None) -> dict:
@@ -235,7 +236,8 @@ class BaseQuantizer:
         return self.config.config_json(self.name)
 
     # --- for subclasses ----------------------------------------------------------------------------
-    def _apply(self, model) -> None:
+    def _apply(self, model) -> dict | None:
+        """Quantize ``model.module`` in place; may return extra fields for the quantization report."""
         raise NotImplementedError
 
     def is_target_storage(self, storage: str) -> bool:
