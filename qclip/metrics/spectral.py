@@ -6,20 +6,24 @@ Given reference features ``X`` [N, D] (fp32 model) and quantized features ``Y``
 1. Centre both by their own mean: ``Xc = X − mean(X)``, ``Yc = Y − mean(Y)``.
    The mean shift ``‖mean(Y) − mean(X)‖²`` is reported separately, relative to
    the reference's mean squared norm per sample (``‖Xc‖²_F / N``).
-2. SVD ``Xc = U S Vᵀ`` (r = min(N, D) singular values, descending). Energy per
-   rank ``e_i = s_i² / Σ_j s_j²``.
+2. SVD ``Xc = U S Vᵀ`` (min(N, D) singular values, descending). Singular values
+   ``s_i <= eps · s_max · max(N, D)`` (numpy's ``matrix_rank`` tolerance, ``eps`` the
+   float64 machine epsilon) are rounding noise and count as zero: centring alone
+   makes ``Xc`` rank-deficient when N <= D. ``r`` is the number left, the numerical
+   rank. Energy per rank ``e_i = s_i² / Σ_j s_j²``.
 3. Noise ``E = Yc − Xc``, projected on the reference's right singular vectors:
-   ``n_i = ‖E v_i‖²``. Per rank, noise-to-signal ``NSR_i = n_i / s_i²``; per band
-   of ranks B, ``NSR_B = Σ_{i∈B} n_i / Σ_{i∈B} s_i²``. Bands are fractions of the
-   ranks, ``(lo, hi)`` → ranks ``ceil(lo·r) .. ceil(hi·r) − 1``; the default splits
-   the top 10%, 10–50% and 50–100% of ranks. An empty band gives NaN; a band with
-   zero signal gives ``inf`` (noise there) or NaN (no noise either).
+   ``n_i = ‖E v_i‖²``. Per rank, noise-to-signal ``NSR_i = n_i / s_i²`` for the
+   ``r`` non-zero ranks, NaN for the zero ones (a ratio over a zero singular value
+   is undefined, not huge); per band of ranks B, ``NSR_B = Σ_{i∈B} n_i / Σ_{i∈B} s_i²``.
+   Bands are fractions of the numerical rank, ``(lo, hi)`` → ranks
+   ``ceil(lo·r) .. ceil(hi·r) − 1``; the default splits the top 10%, 10–50% and
+   50–100% of ranks. An empty band gives NaN.
 4. Effective rank (Roy & Vetterli 2007, "The effective rank: a measure of
    effective dimensionality"): ``erank = exp(H(p))``, ``p_i = s_i / Σ_j s_j``,
    ``H = −Σ p_i ln p_i``; ``1 <= erank <= rank``.
 
-Noise outside the span of the reference's singular vectors (possible when
-N < D) is reported as ``noise_outside_span`` (share of ``‖E‖²_F``).
+Noise outside the span of the reference's ``r`` non-zero singular directions
+(possible when N <= D) is reported as ``noise_outside_span`` (share of ``‖E‖²_F``).
 """
 
 from __future__ import annotations
@@ -31,9 +35,13 @@ import numpy as np
 
 from ._validation import float_array
 
-__all__ = ["effective_rank", "spectral_analysis", "DEFAULT_BANDS"]
+__all__ = ["effective_rank", "numerical_rank_tolerance", "spectral_analysis", "DEFAULT_BANDS"]
 
 DEFAULT_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.5), (0.5, 1.0))
+
+
+def _nonzero(s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return np.where(s > numerical_rank_tolerance(s, shape), s, 0.0)
 
 
 def _erank(s: np.ndarray) -> float:
@@ -49,8 +57,8 @@ def effective_rank(feats: Any, center: bool = True, validate_args: bool = True) 
 
     .. math:: \mathrm{erank} = \exp\Big(-\sum_i p_i \ln p_i\Big), \quad p_i = \frac{s_i}{\sum_j s_j}
 
-    with ``s`` the singular values of the (by default centred) ``feats`` [N, D].
-    It lies in ``[1, rank]`` (0 for an all-zero matrix).
+    with ``s`` the singular values of the (by default centred) ``feats`` [N, D], those at or below
+    ``eps · s_max · max(N, D)`` counted as zero. It lies in ``[1, rank]`` (0 for an all-zero matrix).
 
     Example:
         >>> round(effective_rank(np.diag([1.0, 1.0, 0.0]), center=False), 6)
@@ -59,7 +67,12 @@ def effective_rank(feats: Any, center: bool = True, validate_args: bool = True) 
     x = float_array(feats, "feats", 2, validate_args)
     if center:
         x = x - x.mean(axis=0, keepdims=True)
-    return _erank(np.linalg.svd(x, compute_uv=False))
+    return _erank(_nonzero(np.linalg.svd(x, compute_uv=False), x.shape))
+
+
+def numerical_rank_tolerance(s: np.ndarray, shape: tuple[int, int]) -> float:
+    """``eps · s_max · max(N, D)``: singular values at or below it count as zero (numpy's matrix_rank)."""
+    return float(np.finfo(np.float64).eps * (s.max() if s.size else 0.0) * max(shape))
 
 
 def _band_slices(bands: Sequence[tuple[float, float]], r: int) -> list[slice]:
@@ -92,7 +105,8 @@ def spectral_analysis(
 
     Returns:
         dict with arrays ``singular_values`` [r], ``energy`` [r] (``s²/Σs²``),
-        ``noise_energy`` [r] (``n_i``), ``nsr_per_rank`` [r], ``band_nsr`` [len(bands)],
+        ``noise_energy`` [r] (``n_i``), ``nsr_per_rank`` [r] (NaN at numerically zero
+        singular values), ``band_nsr`` [len(bands)],
         ``bands`` (as given) and floats ``nsr_total`` (``‖E‖²_F / ‖Xc‖²_F``),
         ``noise_outside_span``, ``mean_shift``, ``effective_rank_ref``,
         ``effective_rank_q``, plus ``nsr_band_<i>`` = ``band_nsr[i]``.
@@ -119,6 +133,8 @@ def spectral_analysis(
     xc, yc = x - mx, y - my
     noise = yc - xc
     _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    s = np.where(s > numerical_rank_tolerance(s, x.shape), s, 0.0)
+    rank = int(np.count_nonzero(s))
     signal = s**2
     total_signal = float(signal.sum())
     noise_energy = np.sum((noise @ vt.T) ** 2, axis=0)
@@ -131,7 +147,7 @@ def spectral_analysis(
             _ratio(float(noise_energy[sl].sum()), float(signal[sl].sum()))
             if sl.stop > sl.start
             else float("nan")
-            for sl in _band_slices(bands, s.size)
+            for sl in _band_slices(bands, rank)
         ]
     )
     out: dict[str, Any] = {
@@ -142,12 +158,12 @@ def spectral_analysis(
         "band_nsr": band_nsr,
         "bands": bands,
         "nsr_total": _ratio(total_noise, total_signal),
-        "noise_outside_span": float(max(0.0, 1.0 - noise_energy.sum() / total_noise))
+        "noise_outside_span": float(max(0.0, 1.0 - noise_energy[:rank].sum() / total_noise))
         if total_noise > 0
         else 0.0,
         "mean_shift": _ratio(float(np.sum((my - mx) ** 2)), total_signal / x.shape[0]),
         "effective_rank_ref": _erank(s),
-        "effective_rank_q": _erank(np.linalg.svd(yc, compute_uv=False)),
+        "effective_rank_q": _erank(_nonzero(np.linalg.svd(yc, compute_uv=False), y.shape)),
     }
     for i, value in enumerate(band_nsr):
         out[f"nsr_band_{i}"] = float(value)

@@ -232,6 +232,7 @@ class MetricTester:
     """Compare a qclip metric to a reference within ``atol``, on numpy and on torch CPU tensor inputs."""
 
     atol: float = ATOL
+    rtol: float = 0.0
 
     def assert_close(self, ours: Any, ref: Any, what: str = "") -> None:
         if isinstance(ref, Mapping):
@@ -240,7 +241,7 @@ class MetricTester:
                 self.assert_close(ours[key], ref[key], f"{what}[{key!r}]")
             return
         np.testing.assert_allclose(
-            np.asarray(ours, dtype=float), np.asarray(ref, dtype=float), rtol=0, atol=self.atol, err_msg=what
+            np.asarray(ours, dtype=float), np.asarray(ref, dtype=float), rtol=self.rtol, atol=self.atol, err_msg=what
         )
 
     def run(

@@ -15,18 +15,21 @@ from ._inputs import SPECTRAL, MetricTester
 
 
 def _reference(ref: np.ndarray, q: np.ndarray, bands=sp.DEFAULT_BANDS) -> dict:
-    """Loop over the reference's principal directions one at a time."""
+    """Loop over the reference's principal directions one at a time; singular values under numpy's
+    ``matrix_rank`` tolerance count as zero, and a ratio over a zero one is NaN."""
     xc, yc = ref - ref.mean(axis=0), q - q.mean(axis=0)
     noise = yc - xc
     _, s, vt = np.linalg.svd(xc, full_matrices=False)
-    r = s.size
-    noise_i = np.array([float(np.sum((noise @ vt[i]) ** 2)) for i in range(r)])
+    rank = int(np.linalg.matrix_rank(xc))
+    s = np.array([s[i] if i < rank else 0.0 for i in range(s.size)])
+    noise_i = np.array([float(np.sum((noise @ vt[i]) ** 2)) for i in range(s.size)])
     band = []
     for lo, hi in bands:
-        idx = [i for i in range(r) if np.ceil(lo * r) <= i < np.ceil(hi * r)]
+        idx = [i for i in range(rank) if np.ceil(lo * rank) <= i < np.ceil(hi * rank)]
         band.append(sum(noise_i[i] for i in idx) / sum(s[i] ** 2 for i in idx))
 
     def erank(sv):
+        sv = sv[: int(np.sum(sv > np.finfo(float).eps * sv.max() * max(ref.shape)))]
         p = sv[sv > 0] / sv.sum()
         return float(np.exp(-sum(pi * np.log(pi) for pi in p)))
 
@@ -34,7 +37,7 @@ def _reference(ref: np.ndarray, q: np.ndarray, bands=sp.DEFAULT_BANDS) -> dict:
         "singular_values": s,
         "energy": s**2 / np.sum(s**2),
         "noise_energy": noise_i,
-        "nsr_per_rank": noise_i / s**2,
+        "nsr_per_rank": np.array([noise_i[i] / s[i] ** 2 if i < rank else np.nan for i in range(s.size)]),
         "band_nsr": np.array(band),
         "nsr_total": float(np.sum(noise**2) / np.sum(xc**2)),
         "effective_rank_ref": erank(s),
@@ -42,7 +45,7 @@ def _reference(ref: np.ndarray, q: np.ndarray, bands=sp.DEFAULT_BANDS) -> dict:
     }
 
 
-tester = MetricTester(atol=1e-8)
+tester = MetricTester(atol=1e-8, rtol=1e-7)
 
 
 # --- agreement ---------------------------------------------------------------------------------
@@ -56,6 +59,18 @@ def test_spectral_matches_loop(inputs):
     for i, v in enumerate(ref["band_nsr"]):
         assert out[f"nsr_band_{i}"] == pytest.approx(v)
     assert 0.0 <= out["noise_outside_span"] <= 1.0
+    rank = int(np.count_nonzero(out["singular_values"]))
+    assert np.isfinite(out["nsr_per_rank"][:rank]).all() and np.isnan(out["nsr_per_rank"][rank:]).all()
+
+
+def test_centring_makes_wide_features_rank_deficient():
+    """N <= D: centring leaves N - 1 non-zero singular values; the last one is rounding noise, counted
+    as zero, so no ratio over it blows up (it gave an NSR near 1e28 before)."""
+    x = np.random.default_rng(5).normal(size=(10, 32))
+    out = sp.spectral_analysis(x, x + 0.01 * np.random.default_rng(6).normal(size=x.shape))
+    assert np.count_nonzero(out["singular_values"]) == 9
+    assert np.isnan(out["nsr_per_rank"][9]) and np.nanmax(out["nsr_per_rank"]) < 1.0
+    assert 0.0 < out["noise_outside_span"] < 1.0
 
 
 def test_identical_features_have_zero_noise():
