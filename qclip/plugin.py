@@ -8,63 +8,32 @@ runs the population statistics and writes the report (:mod:`qclip.controller`).
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import pytest
 
 from .cells import BENCHMARK_KINDS, ROWS_PROPERTY, Cell
-from .session import CellContext, QclipSession, SessionOptions
+from .options import (
+    OptionError,
+    PluginOptions,
+    check_compare_fail,
+    check_quantizer_ref,
+    parse_device,
+    parse_gate,
+    parse_positive_int,
+    parse_threshold,
+)
+from .session import CellContext, QclipSession
 
-__all__ = ["SESSION_KEY", "CONTROLLER_KEY"]
+__all__ = ["SESSION_KEY", "CONTROLLER_KEY", "OPTIONS_KEY"]
 
 SESSION_KEY = pytest.StashKey[QclipSession]()
 CONTROLLER_KEY = pytest.StashKey[object]()
+OPTIONS_KEY = pytest.StashKey[PluginOptions]()
 
 
-# ----- option parsers (argparse.ArgumentTypeError on bad text) -------------------------------------
-def parse_threshold(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    try:
-        if not sep or not name:
-            raise ValueError
-        return name.strip(), float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"Expected QUANTIZER=PERCENTAGE_POINTS (e.g. bnb-nf4=2.0), but got {text!r}") from None
-
-
-def parse_gate(text: str) -> tuple[str, float]:
-    metric, sep, bound = text.rpartition(":")
-    try:
-        if not sep or not metric:
-            raise ValueError
-        return metric, float(bound)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"Expected METRIC:BOUND (e.g. 'max_disparity@1:0.02', METRIC may be a glob), but got {text!r}") from None
-
-
-def parse_device(text: str) -> str:
-    if text == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cpu" or text.startswith("cuda"):
-        return text
-    raise argparse.ArgumentTypeError(f"Expected 'cpu', 'cuda', 'cuda:N' or 'auto', but got {text!r}")
-
-
-def parse_positive_int(text: str) -> int:
-    try:
-        value = int(text)
-        if value <= 0:
-            raise ValueError
-        return value
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"Expected a positive integer, but got {text!r}") from None
-
-
+# Every option has a parser: an argparse type= (qclip.options: the value's form) and, at configure time,
+# qclip.options.plugin_options (what the value names: quantizers, models, datasets, files, runs).
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("qclip", "qclip: quantization benchmarks for CLIP models")
     g.addoption("--qclip-models", metavar="SPECS", default=None,
@@ -72,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "hf:ID, tiny:NAME). Default: 'tiny' (the embedded population).")
     g.addoption("--qclip-quantizers", metavar="GLOB[,GLOB]", default="*",
                 help="Quantizers to run, fnmatch patterns ('bnb-*'). Default: %(default)r (all registered).")
-    g.addoption("--qclip-quantizer", metavar="MODULE:ATTR", action="append", default=[],
+    g.addoption("--qclip-quantizer", metavar="MODULE:ATTR", type=check_quantizer_ref, action="append", default=[],
                 help="Register a quantizer defined outside qclip (repeatable).")
     g.addoption("--qclip-data", metavar="TOML", default=None,
                 help="Dataset config mapping names to roots. Default: ./qclip.toml if present, "
@@ -104,7 +73,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="Record results but write no report at the end of the session.")
     g.addoption("--qclip-baseline", metavar="RUN|FILE", default=None,
                 help="Baseline run (id, 'latest', prefix) or results.csv/json to compare against.")
-    g.addoption("--qclip-compare-fail", metavar="METRIC:THRESHOLD", action="append", default=[],
+    g.addoption("--qclip-compare-fail", metavar="METRIC:THRESHOLD", type=check_compare_fail, action="append",
+                default=[],
                 help="Fail the session when METRIC regressed against the baseline by more than THRESHOLD "
                      "(absolute, or relative with %%). Repeatable.")
     g.addoption("--qclip-fairness-gate", metavar="METRIC:BOUND", type=parse_gate, action="append", default=[],
@@ -123,47 +93,38 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def _options(config: pytest.Config) -> SessionOptions:
-    from .thresholds import load_thresholds
+def _usage_error(exc: OptionError) -> pytest.UsageError:
+    return pytest.UsageError(str(exc))
 
-    data = config.getoption("qclip_data")
-    if data is None and os.path.exists(os.path.join(str(config.rootpath), "qclip.toml")):
-        data = os.path.join(str(config.rootpath), "qclip.toml")
-    thresholds = load_thresholds(config.getini("qclip_thresholds"), config.getoption("qclip_threshold"))
-    return SessionOptions(
-        models=config.getoption("qclip_models") or config.getini("qclip_models") or "tiny",
-        quantizers=config.getoption("qclip_quantizers"),
-        data=data,
-        datasets=config.getoption("qclip_datasets"),
-        cache=config.getoption("qclip_cache"),
-        device=config.getoption("qclip_device"),
-        matmul_precision=config.getoption("qclip_matmul_precision"),
-        batch_size=config.getoption("qclip_batch_size"),
-        thresholds=thresholds,
-        min_samples=config.getoption("qclip_min_samples"),
-        skew_k=config.getoption("qclip_skew_k"),
-        fairness_gates=tuple(config.getoption("qclip_fairness_gate")),
-        progress=config.get_verbosity() >= 0,
-    )
+
+def _options(config: pytest.Config) -> PluginOptions:
+    """Every --qclip-* option and ini value, parsed and validated once (a bad one is a UsageError)."""
+    from .options import plugin_options
+
+    try:
+        return plugin_options(config.getoption, config.getini, config.rootpath,
+                              progress=config.get_verbosity() >= 0)
+    except OptionError as exc:
+        raise _usage_error(exc) from None
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qclip(benchmark): the module's cells belong to this qclip benchmark family")
-    refs = config.getoption("qclip_quantizer", default=[]) or []
-    if refs:
-        from .quantize import load_quantizer_from_path
-
-        for ref in refs:
-            load_quantizer_from_path(ref)
+    options = config.stash[OPTIONS_KEY] = _options(config)  # registers --qclip-quantizer quantizers first
     if _is_worker(config):
         _share_cores(config)
-    session = QclipSession(_options(config))
+    try:
+        session = QclipSession(options.session)
+    except OSError as exc:  # the cache folder cannot be created
+        raise _usage_error(OptionError("--qclip-cache", options.session.cache or "(default)",
+                                       f"Expected a folder qclip can create and write, but {exc}")) from None
     config.stash[SESSION_KEY] = session
     _validate(config, session)
     if not _is_worker(config):
         from .controller import Controller
 
+        _validate_controller(config, options, session)
         config.stash[CONTROLLER_KEY] = Controller(config, config.stash[SESSION_KEY])
         config.pluginmanager.register(config.stash[CONTROLLER_KEY], "qclip-controller")
 
@@ -188,18 +149,26 @@ def _share_cores(config: pytest.Config) -> int | None:
 
 
 def _validate(config: pytest.Config, session: QclipSession) -> None:
-    """Fail fast on unknown quantizer names and malformed model specs (before collecting anything)."""
-    from .errors import UnknownModelError, UnknownQuantizerError
-    from .models import expand_models
-    from .planning import selected_quantizers
+    """Checks that need the session, before collecting anything: the dataset config loads (its
+    DataConfigError is one usage line, not one collection error per bench file) and --qclip-datasets
+    names configured datasets."""
+    from .options import check_session_options
 
     try:
-        if config.getoption("qclip_quantizers") != "*":
-            selected_quantizers(session)
-        if config.getoption("qclip_models"):
-            expand_models(session.options.models)
-    except (UnknownQuantizerError, UnknownModelError) as exc:
-        raise pytest.UsageError(str(exc)) from None
+        check_session_options(config.stash[OPTIONS_KEY], session)
+    except OptionError as exc:
+        raise _usage_error(exc) from None
+
+
+def _validate_controller(config: pytest.Config, options: PluginOptions, session: QclipSession) -> None:
+    """On the controller, before any worker starts: --qclip-resume names a run in the results store."""
+    from .options import resolve_run
+
+    if options.resume:
+        try:
+            resolve_run("--qclip-resume", options.resume, options.results or session.cache.root / "results.sqlite")
+        except OptionError as exc:
+            raise _usage_error(exc) from None
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -211,10 +180,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: one worker per GPU when cells run on CUDA, else let xdist decide."""
-    if str(config.getoption("qclip_device", default="cpu")).startswith("cuda"):
+    device = str(config.getoption("qclip_device", default="cpu"))
+    if device.startswith("cuda") or device == "auto":
         import torch
 
-        return max(1, torch.cuda.device_count())
+        if device.startswith("cuda") or torch.cuda.is_available():
+            return max(1, torch.cuda.device_count())
     return None
 
 
