@@ -6,23 +6,15 @@ import math
 import re
 from dataclasses import dataclass
 
+from .benchmarks import FAMILIES
+
 __all__ = ["Cell", "BENCHMARK_KINDS", "ROWS_PROPERTY", "safe_id"]
 
 #: the user_properties key under which a cell's result rows ride on its test report
 ROWS_PROPERTY = "qclip_rows"
 
-#: which dataset kinds each benchmark family runs on ("" = needs no dataset)
-BENCHMARK_KINDS: dict[str, tuple[str, ...]] = {
-    "zeroshot": ("imagefolder",),
-    "retrieval": ("coco",),
-    "robustness": ("imagefolder", "spurious"),
-    "calibration": ("imagefolder",),
-    "ood": ("imagefolder",),
-    "spectral": ("imagefolder",),
-    "facet": ("facet",),
-    "fairface": ("fairface",),
-    "throughput": ("",),
-}
+#: which dataset kinds each benchmark family runs on ("" = needs no dataset), from qclip.benchmarks
+BENCHMARK_KINDS: dict[str, tuple[str, ...]] = {name: f.kinds for name, f in FAMILIES.items()}
 
 
 def safe_id(text: str) -> str:

@@ -6,15 +6,15 @@ worse by more than ``X`` percent of the baseline's magnitude. ``METRIC`` is a
 metric name (``top1``) or ``benchmark/metric`` (``zeroshot/top1``); shell-style
 wildcards are allowed (``'facet/*disparity@1:0.02'``).
 
-"Worse" depends on the metric's direction (:func:`metric_direction`):
+"Worse" depends on the metric's direction, declared once per benchmark family in
+:mod:`qclip.benchmarks` (nothing is guessed from the name):
 
-* ``higher``: higher is better (the default: accuracy, recall, AUROC, AUPR...);
-  worsening = baseline − current.
-* ``lower``: lower is better (:data:`LOWER_IS_BETTER`, plus any name starting with
-  one of :data:`LOWER_PREFIXES`, e.g. every ``fpr*``); worsening = current − baseline.
-* ``abs``: signed disparity and skew metrics (names containing one of
-  :data:`ABS_PATTERNS`), where 0 is fair and either sign is bias; a larger ``|x|``
-  is worse: worsening = |current| − |baseline|.
+* ``higher``: higher is better (accuracy, recall, AUROC...); worsening = baseline − current.
+* ``lower``: lower is better (ECE, NLL, FPR@95TPR, NDKL, NSR, bytes); worsening = current − baseline.
+* ``zero``: signed disparity and skew metrics, where 0 is fair and either sign is bias; a larger
+  ``|x|`` is worse: worsening = |current| − |baseline|.
+* ``none``: descriptive metrics (the fitted temperature, mean confidence, effective rank); never
+  compared. A check that selects only such metrics, or no declared metric at all, is a usage error.
 
 A relative threshold is a share of |baseline|, so a baseline of exactly 0 allows
 no worsening at all.
@@ -36,27 +36,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from qclip.benchmarks import UnknownMetricError, direction_of, find_metric, metrics_matching
 from qclip.results import ResultStore, read_rows
 
 __all__ = [
-    "ABS_PATTERNS",
     "KEYS",
-    "LOWER_IS_BETTER",
-    "LOWER_PREFIXES",
     "GateOutcome",
     "Regression",
     "RegressionCheck",
     "compare",
     "load_baseline",
-    "metric_direction",
+    "check_metric_pattern",
     "parse_compare_fail",
     "run_gates",
 ]
 
 KEYS = ("model", "quantizer", "benchmark", "dataset", "metric", "subgroup")
-LOWER_IS_BETTER = frozenset({"ece", "adaptive_ece", "mce", "rms_ce", "nll", "brier", "fpr95"})
-LOWER_PREFIXES = ("fpr", "ndkl", "latency", "memory", "peak_memory")
-ABS_PATTERNS = ("disparity", "skew")
 
 _FORM = (
     "METRIC:X (absolute, in the metric's units) or METRIC:X% (relative to the baseline), "
@@ -66,20 +61,6 @@ _RE = re.compile(
     r"^(?:(?P<benchmark>[^/:\s]+)/)?(?P<metric>[^/:\s]+):"
     r"(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?P<percent>%)?$"
 )
-
-
-def metric_direction(metric: str) -> str:
-    """``'higher'``, ``'lower'`` or ``'abs'``: which way is better for ``metric`` (see module doc).
-
-    >>> [metric_direction(m) for m in ("top1", "ece", "fpr@95", "max_disparity@1", "max_skew@1000")]
-    ['higher', 'lower', 'lower', 'abs', 'abs']
-    """
-    name = metric.lower()
-    if name in LOWER_IS_BETTER or name.startswith(LOWER_PREFIXES):
-        return "lower"
-    if any(p in name for p in ABS_PATTERNS):
-        return "abs"
-    return "higher"
 
 
 @dataclass(frozen=True)
@@ -100,18 +81,27 @@ class RegressionCheck:
         return self.text
 
     def applies(self, benchmark: str, metric: str) -> bool:
+        """Whether this check compares ``metric`` of ``benchmark`` (a declared metric with a direction)."""
         if self.benchmark is not None and not fnmatchcase(benchmark, self.benchmark):
             return False
-        return fnmatchcase(metric, self.metric)
+        if not fnmatchcase(metric, self.metric):
+            return False
+        try:
+            return direction_of(benchmark, metric) != "none"
+        except (UnknownMetricError, KeyError):  # a row of an older qclip or another tool: not ours to judge
+            return False
 
-    def worsening(self, metric: str, current: float, baseline: float) -> float:
-        """How much worse ``current`` is than ``baseline`` (negative = better)."""
-        direction = metric_direction(metric)
+    def worsening(self, benchmark: str, metric: str, current: float, baseline: float) -> float:
+        """How much worse ``current`` is than ``baseline`` (negative = better), by the metric's declared
+        direction."""
+        direction = direction_of(benchmark, metric)
         if direction == "lower":
             return current - baseline
-        if direction == "abs":
+        if direction == "zero":
             return abs(current) - abs(baseline)
-        return baseline - current
+        if direction == "higher":
+            return baseline - current
+        raise ValueError(f"{benchmark}/{metric} is descriptive: no direction to compare")
 
     def limit(self, baseline: float) -> float:
         """The largest worsening allowed against ``baseline``."""
@@ -130,7 +120,22 @@ def parse_compare_fail(text: str) -> RegressionCheck:
     threshold = float(m["number"])
     if not math.isfinite(threshold):
         raise argparse.ArgumentTypeError(f"Expected a finite threshold in {_FORM}, but got {text!r}")
+    check_metric_pattern(m["metric"], m["benchmark"], text)
     return RegressionCheck(m["metric"], threshold, bool(m["percent"]), m["benchmark"])
+
+
+def check_metric_pattern(pattern: str, benchmark: str | None = None, text: str | None = None) -> None:
+    """Raise ``ArgumentTypeError`` unless ``pattern`` (a glob, in ``benchmark`` if given) selects at
+    least one declared metric that has a direction (see :mod:`qclip.benchmarks`)."""
+    shown = text if text is not None else pattern
+    try:
+        found = metrics_matching(pattern, benchmark)
+    except UnknownMetricError as exc:
+        raise argparse.ArgumentTypeError(f"{shown!r}: {exc}") from None
+    if all(m.direction == "none" for _, m in found):
+        names = ", ".join(sorted({f"{b}/{m.name}" for b, m in found}))
+        raise argparse.ArgumentTypeError(f"{shown!r} selects only descriptive metrics ({names}), which have no "
+                                         "better direction to gate on")
 
 
 @dataclass(frozen=True)
@@ -155,9 +160,7 @@ class Regression:
         return f"{self.benchmark}/{self.metric}{group} of {self.model} × {self.quantizer} on {self.dataset}"
 
     def __str__(self) -> str:
-        direction = {"higher": "higher is better", "lower": "lower is better", "abs": "larger |x| is worse"}[
-            metric_direction(self.metric)
-        ]
+        direction = find_metric(self.benchmark, self.metric).better
         if not math.isfinite(self.current):
             change = "is not finite"
         else:
@@ -211,7 +214,7 @@ def _check(merged: pd.DataFrame, check: RegressionCheck) -> tuple[list[Regressio
             continue
         compared += 1
         limit = check.limit(base)
-        worse = check.worsening(row.metric, cur, base) if math.isfinite(cur) else math.inf
+        worse = check.worsening(row.benchmark, row.metric, cur, base) if math.isfinite(cur) else math.inf
         if worse > limit:
             found.append(
                 Regression(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .benchmarks import OOD_SCORES
 from .metrics import calibration as cal
 from .metrics import ood
 from .metrics.spectral import spectral_analysis
@@ -21,7 +22,6 @@ from .tasks import classifier_outputs
 
 __all__ = ["calibration", "ood_detection", "spectral", "OOD_SCORES"]
 
-OOD_SCORES = ("mcm", "msp", "max_logit", "energy")
 
 
 def calibration(src, dataset, n_bins: int = 15) -> tuple[dict[str, float], dict]:

@@ -314,6 +314,10 @@ class CellContext:
 
     def record(self, metric: str, value: float, reference: float | None = None, n: int = 0, subgroup: str = "",
                extra: dict | None = None, dataset: str | None = None) -> dict:
+        """Attach one result row; ``metric`` must be declared for the cell's family (qclip.benchmarks)."""
+        from .benchmarks import find_metric
+
+        find_metric(self.cell.benchmark, metric)
         row = self.cell.row(metric, value, reference, n, subgroup, extra)
         if dataset is not None:
             row["dataset"] = dataset

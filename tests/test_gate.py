@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qclip.benchmarks import FAMILIES, direction_of
 from qclip.gate import (
     GateOutcome,
     RegressionCheck,
     compare,
     load_baseline,
-    metric_direction,
     parse_compare_fail,
     run_gates,
 )
@@ -26,7 +26,8 @@ def _rows(run_id="base", overrides=None):
     spec = [
         ("zeroshot", "synthimagenet", "top1", "", 0.70),
         ("calibration", "synthimagenet", "ece", "", 0.05),
-        ("ood", "synthood", "fpr95", "", 0.40),
+        ("ood", "synthimagenet", "mcm_fpr95", "synthood", 0.40),
+        ("ood", "synthimagenet", "mcm_auroc", "synthood", 0.80),
         ("facet", "synthfacet", "max_disparity@1", "skin_tone", -0.10),
     ]
     rows = []
@@ -83,6 +84,19 @@ def test_parse_compare_fail_rejects(text):
         parse_compare_fail(text)
 
 
+@pytest.mark.parametrize("text, says", [
+    ("fpr95:0.01", "did you mean"),  # no cell records a bare fpr95: the OOD cells record mcm_fpr95 ...
+    ("fpr@95_mcm:0.01", "no recorded metric"),
+    ("zeroshot/ece:0.01", "in benchmark 'zeroshot'"),
+    ("temperature:0.1", "descriptive"),
+    ("effective_rank:1", "descriptive"),
+])
+def test_parse_compare_fail_rejects_unknown_or_descriptive_metrics(text, says):
+    with pytest.raises(argparse.ArgumentTypeError, match=says) as info:
+        parse_compare_fail(text)
+    assert text in str(info.value)
+
+
 def test_parser_works_as_argparse_type():
     parser = argparse.ArgumentParser()
     parser.add_argument("--qclip-compare-fail", type=parse_compare_fail, action="append")
@@ -90,33 +104,70 @@ def test_parser_works_as_argparse_type():
     assert ns.qclip_compare_fail == [RegressionCheck("top1", 1.0, True)]
 
 
-@pytest.mark.parametrize(
-    "metric, direction",
-    [
-        ("top1", "higher"),
-        ("image_retrieval_R@1", "higher"),
-        ("auroc", "higher"),
-        ("ece", "lower"),
-        ("adaptive_ece", "lower"),
-        ("mce", "lower"),
-        ("rms_ce", "lower"),
-        ("nll", "lower"),
-        ("brier", "lower"),
-        ("fpr95", "lower"),
-        ("fpr@95_mcm", "lower"),
-        ("min_disparity@5", "abs"),
-        ("max_skew@1000", "abs"),
-        ("MinSkew@1000", "abs"),
-        ("ndkl@1000", "lower"),
-    ],
-)
-def test_metric_direction(metric, direction):
-    assert metric_direction(metric) == direction
+@pytest.mark.parametrize("family, metric, direction", [
+    ("ood", "mcm_fpr95", "lower"), ("ood", "msp_fpr95", "lower"), ("ood", "energy_auroc", "higher"),
+    ("calibration", "ece_heldout", "lower"), ("calibration", "ece_temp_scaled", "lower"),
+    ("calibration", "relative_ece_change", "lower"), ("calibration", "temperature", "none"),
+    ("spectral", "nsr_total", "lower"), ("robustness", "relative_drop", "lower"),
+    ("throughput", "weight_bytes", "lower"), ("facet", "min_disparity@5", "zero"),
+    ("fairface", "max_skew@1000", "zero"), ("fairface", "ndkl@200", "lower"),
+])
+def test_names_the_old_guess_got_wrong(family, metric, direction):
+    """These were guessed from the name (fpr*, ece, ...) and came out higher-is-better."""
+    assert direction_of(family, metric) == direction
+
+
+def _declared():
+    for fam in FAMILIES.values():
+        for m in fam.metrics:
+            if m.direction != "none":
+                yield pytest.param(fam.name, m, id=f"{fam.name}-{m.name}")
+
+
+def _one_row(benchmark, metric, value, base):
+    return pd.DataFrame([dict(run_id="r", cell_id="c", model="tiny:a", quantizer="bnb-nf4", benchmark=benchmark,
+                              dataset="d", metric=metric, subgroup="", value=value, reference=base,
+                              delta=value - base, n=1, status="passed", extra=None)])
+
+
+@pytest.mark.parametrize("family, metric", list(_declared()))
+def test_every_declared_metric_is_gated_in_its_direction(family, metric):
+    """Built from the declaration: a planted regression of 0.1 fails a 0.05 gate, the mirrored
+    improvement passes, for every metric a cell records."""
+    name = metric.name.replace("@K", "@5")
+    base = 0.3 if metric.direction != "zero" else -0.3
+    step = {"higher": -0.1, "lower": 0.1, "zero": -0.1}[metric.direction]  # the worse way
+    check = [parse_compare_fail(f"{family}/{name}:0.05")]
+    baseline = _one_row(family, name, base, base)
+    worse = compare(_one_row(family, name, base + step, base), baseline, check)
+    assert len(worse) == 1 and metric.better in str(worse[0])
+    assert compare(_one_row(family, name, base - step, base), baseline, check) == []
+
+
+@pytest.mark.parametrize("text, metric, worse, better", [
+    ("ood/mcm_fpr95:0.01", "mcm_fpr95", 0.5, 0.3),
+    ("calibration/ece:0.01", "ece", 0.08, 0.02),
+    ("zeroshot/top1:0.01", "top1", 0.6, 0.8),
+    ("ood/mcm_auroc:0.01", "mcm_auroc", 0.7, 0.9),
+])
+def test_planted_regressions_in_both_directions(text, metric, worse, better):
+    """Lower-is-better (FPR95, ECE) and higher-is-better (top-1, AUROC): regressions fail, the mirrored
+    improvements pass."""
+    base = _rows()
+    check = [parse_compare_fail(text)]
+    assert len(compare(_rows(overrides={("tiny:a", metric): worse}), base, check)) == 1
+    assert compare(_rows(overrides={("tiny:a", metric): better}), base, check) == []
+
+
+def test_a_glob_skips_descriptive_metrics():
+    rows = pd.concat([_one_row("calibration", "temperature", 9.0, 1.0), _one_row("calibration", "ece", 0.1, 0.1)])
+    base = pd.concat([_one_row("calibration", "temperature", 1.0, 1.0), _one_row("calibration", "ece", 0.1, 0.1)])
+    assert compare(rows, base, [parse_compare_fail("calibration/*:0")]) == []
 
 
 def test_identical_rerun_passes():
     base = _rows()
-    checks = [parse_compare_fail(t) for t in ("top1:0", "ece:0%", "fpr95:0", "facet/max_disparity@1:0")]
+    checks = [parse_compare_fail(t) for t in ("top1:0", "ece:0%", "mcm_fpr95:0", "facet/max_disparity@1:0")]
     assert compare(_rows(run_id="cur"), base, checks) == []
     outcomes = run_gates(_rows(run_id="cur"), base, checks)
     assert all(o.passed for o in outcomes)
@@ -151,7 +202,7 @@ def test_planted_regression_fails_with_clear_message():
     "metric, worse, better",
     [
         ("ece", 0.08, 0.02),
-        ("fpr95", 0.5, 0.3),
+        ("mcm_fpr95", 0.5, 0.3),
         ("max_disparity@1", -0.2, -0.05),
         ("max_disparity@1", 0.2, 0.05),
     ],
