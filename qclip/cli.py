@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "parse_args"]
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="regenerate a run's report from the results store")
     _add_common(p)
-    p.add_argument("run", nargs="?", default="latest", help="run id, unique prefix or 'latest'")
+    p.add_argument("run", nargs="?", default="latest", metavar="RUN", help="run id, unique prefix or 'latest'")
     p.add_argument("--results", metavar="PATH", default=None, help="results store (default: <cache>/results.sqlite)")
     p.add_argument("--out", metavar="DIR", default="reports", help="Default: %(default)r.")
 
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", metavar="PATH", default=None, help="results store (default: <cache>/results.sqlite)")
     p.add_argument("--baseline", required=True, metavar="RUN|FILE")
     p.add_argument("--current", default="latest", metavar="RUN|FILE", help="Default: %(default)r.")
-    p.add_argument("--compare-fail", action="append", required=True, metavar="METRIC:THRESHOLD",
+    p.add_argument("--compare-fail", action="append", required=True, metavar="METRIC:THRESHOLD", type=_compare_fail,
                    help="e.g. top1:0.01 (absolute) or ece:10%% (relative). Repeatable.")
 
     p = sub.add_parser("perf", help="measure throughput, cold vs warm runs, and the paper grid by simulation")
@@ -65,17 +65,100 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _compare_fail(text: str):
+    from .gate import parse_compare_fail
+
+    return parse_compare_fail(text)
+
+
+# ----- checks of what the values name, after parsing (qclip.options; an OptionError exits with status 2) -----
+def _store_path(args) -> Path:
+    from .cache import default_cache_dir
+
+    return Path(args.results) if args.results else Path(args.cache or default_cache_dir()) / "results.sqlite"
+
+
+def _rows(option: str, ref: str, store_path: Path):
+    """Rows of a results file, a report folder or a run in the store (``--baseline``/``--current``)."""
+    from .errors import DataFormatError
+    from .gate import load_baseline
+    from .options import OptionError, resolve_run
+    from .results import ResultStore
+
+    path = Path(ref)
+    if not (path.is_dir() or path.suffix.lower() in (".csv", ".json")):
+        run = resolve_run(option, ref, store_path)
+        with ResultStore(store_path) as store:
+            return store.rows(run)
+    try:
+        return load_baseline(path)
+    except (FileNotFoundError, ValueError, KeyError, DataFormatError) as exc:
+        raise OptionError(option, ref, str(exc)) from None
+
+
+def _check(args) -> None:
+    """Validate what parsing cannot (names, files, runs) and keep what was loaded on ``args``."""
+    from . import options as o
+
+    if args.command != "perf" and args.cache is not None:
+        o.check_folder("--cache", args.cache)
+    if args.command == "prepare":
+        args.models = o.check_tiny_names("--models", args.models)
+    elif args.command == "list":
+        if args.models is not None:
+            o.check_model_specs("--models", args.models)
+        args.data_config = o.load_data_config("--data", args.data) if args.data is not None else None
+    elif args.command == "report":
+        if args.results is not None:
+            o.check_file_path("--results", args.results)
+        o.check_folder("--out", args.out)
+        args.run = o.resolve_run("RUN", args.run, _store_path(args))
+    elif args.command == "gate":
+        if args.results is not None:
+            o.check_file_path("--results", args.results)
+        args.baseline_rows = _rows("--baseline", args.baseline, _store_path(args))
+        args.current_rows = _rows("--current", args.current, _store_path(args))
+    elif args.command == "perf":
+        args.device = o.resolve_device("--device", args.device)
+        o.check_model_spec("--model", args.model)
+        o.check_model_spec("--families-model", args.families_model)
+        o.check_quantizer_names("--families-quantizer", args.families_quantizer)
+        o.check_model_specs("--models", args.models)
+        o.check_quantizer_names("--quantizers", args.quantizers)
+        o.check_quantizer_names("--settings", args.settings)
+        if args.data is not None:
+            o.load_data_config("--data", args.data)
+        for option, value in (("--json", args.json), ("--markdown", args.markdown)):
+            if value is not None:
+                o.check_file_path(option, value)
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    return parser  # pragma: no cover
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and validate the arguments; a malformed one exits with status 2 and one ``error:`` line."""
+    from .options import OptionError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _check(args)
+    except OptionError as exc:
+        _subparser(parser, args.command).error(str(exc))
+    return args
+
+
 def _cmd_prepare(args) -> int:
     from .cache import Cache
     from .embedded import ensure_world, prepare, world_root
-    from .models.tiny import TINY_MODELS
 
     cache = Cache(args.cache)
-    names = list(TINY_MODELS) if args.models == "tiny" else [n.strip() for n in args.models.split(",")]
-    unknown = [n for n in names if n not in TINY_MODELS]
-    if unknown:
-        print(f"qclip prepare: unknown tiny model(s) {unknown}; known: {', '.join(TINY_MODELS)}", file=sys.stderr)
-        return 2
+    names = args.models  # tiny model names, checked by parse_args
     t0 = time.perf_counter()
     ensure_world(cache, progress=not args.quiet)
     t_world = time.perf_counter() - t0
@@ -104,7 +187,7 @@ def _cmd_list(args) -> int:
         from .data.config import DataConfig
         from .embedded import ensure_world
 
-        cfg = DataConfig.load(args.data) if args.data else DataConfig.load(ensure_world(cache) / "qclip.toml")
+        cfg = args.data_config or DataConfig.load(ensure_world(cache) / "qclip.toml")
         for name in cfg.names():
             entry = cfg.get(name)
             ok, reason = entry.available()
@@ -144,13 +227,9 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_gate(args) -> int:
-    from .gate import load_baseline, parse_compare_fail, run_gates
+    from .gate import run_gates
 
-    checks = [parse_compare_fail(t) for t in args.compare_fail]
-    store = _store(args)
-    baseline = load_baseline(args.baseline, store)
-    current = load_baseline(args.current, store)
-    outcomes = run_gates(current, baseline, checks)
+    outcomes = run_gates(args.current_rows, args.baseline_rows, args.compare_fail)  # loaded by parse_args
     for g in outcomes:
         print(g)
         for d in g.details:
@@ -165,7 +244,7 @@ def _cmd_perf(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     return {"prepare": _cmd_prepare, "list": _cmd_list, "report": _cmd_report, "gate": _cmd_gate,
             "perf": _cmd_perf}[args.command](args)
 

@@ -20,6 +20,9 @@ __all__ = ["add_arguments", "run", "machine_info"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # every value has a parser here (its form) or in qclip.cli's checks (what it names): see qclip.options
+    from ..options import check_shell_words, parse_device, parse_fraction, parse_positive_int
+
     what = p.add_argument_group("what to measure (default: --throughput --cold-warm --families)")
     what.add_argument("--throughput", action="store_true", help="(a) qclip's embedding path vs a plain open_clip loop")
     what.add_argument("--cold-warm", action="store_true", help="(b) a cold `pytest bench` run vs a warm rerun")
@@ -28,20 +31,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     what.add_argument("--table", action="store_true", help="cost table of --models × --quantizers on --device")
     what.add_argument("--simulate-paper-grid", action="store_true",
                       help="time the 'You Never Know' grid at --fraction of the data and project it")
-    p.add_argument("--device", metavar="DEVICE", default="cpu", help="cpu, cuda or cuda:N. Default: %(default)r.")
-    p.add_argument("--repeats", metavar="N", type=int, default=3, help="timed runs per measurement (median). "
+    p.add_argument("--device", metavar="DEVICE", type=parse_device, default="cpu",
+                   help="cpu, cuda, cuda:N or auto. Default: %(default)r.")
+    p.add_argument("--repeats", metavar="N", type=parse_positive_int, default=3, help="timed runs per measurement (median). "
                    "Default: %(default)r.")
-    p.add_argument("--batch-size", metavar="N", type=int, default=None,
+    p.add_argument("--batch-size", metavar="N", type=parse_positive_int, default=None,
                    help="Default: 64 for (a) and the table, 256 for (c), 256 on CUDA / 32 on CPU for the grid.")
     p.add_argument("--model", metavar="SPEC", default="random:open_clip/ViT-B-32",
                    help="(a): model spec. Default: %(default)r.")
-    p.add_argument("--images", metavar="N", type=int, default=128, help="(a), table: images. Default: %(default)r.")
-    p.add_argument("--bench-args", metavar="ARGS", default="",
+    p.add_argument("--images", metavar="N", type=parse_positive_int, default=128, help="(a), table: images. Default: %(default)r.")
+    p.add_argument("--bench-args", metavar="ARGS", type=check_shell_words, default="",
                    help="(b): extra `pytest bench` arguments (one shell-quoted string), e.g. \"-n 2\".")
     p.add_argument("--cold", choices=("embeddings", "all"), default="embeddings",
                    help="(b): what a cold run starts without: 'embeddings' (world and weights prepared, no "
                         "pixels/embeddings) or 'all' (an empty cache: prepare inside the run). Default: %(default)r.")
-    p.add_argument("--runs", metavar="N", type=int, default=1, help="(b): cold/warm pairs. Default: %(default)r.")
+    p.add_argument("--runs", metavar="N", type=parse_positive_int, default=1, help="(b): cold/warm pairs. Default: %(default)r.")
     p.add_argument("--families-model", metavar="SPEC", default="tiny:tiny-a", help="(c). Default: %(default)r.")
     p.add_argument("--families-quantizer", metavar="NAME", default="bnb-int8", help="(c). Default: %(default)r.")
     p.add_argument("--data", metavar="TOML", default=None, help="(c): dataset config (default: the synthetic world).")
@@ -49,10 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "random:open_clip/ViT-L-14", help="table: comma-separated specs. Default: %(default)r.")
     p.add_argument("--quantizers", metavar="NAMES", default="fp32,fp16,bf16,bnb-int8,bnb-nf4,torch-dyn-int8",
                    help="table: comma-separated quantizer names. Default: %(default)r.")
-    p.add_argument("--fraction", metavar="F", type=float, default=0.02, help="grid: share of the images decoded. "
+    p.add_argument("--fraction", metavar="F", type=parse_fraction, default=0.02, help="grid: share of the images decoded. "
                    "Default: %(default)r.")
-    p.add_argument("--workers", metavar="N", type=int, default=None, help="grid: decode processes (default: cores).")
-    p.add_argument("--encode-images", metavar="N", type=int, default=None,
+    p.add_argument("--workers", metavar="N", type=parse_positive_int, default=None, help="grid: decode processes (default: cores).")
+    p.add_argument("--encode-images", metavar="N", type=parse_positive_int, default=None,
                    help="grid: images timed per architecture × setting (default: 16 on CPU, 4 batches on CUDA).")
     p.add_argument("--settings", metavar="NAMES", default="fp32,bnb-int8,bnb-nf4,torch-dyn-int8",
                    help="grid: settings timed. Default: %(default)r.")
