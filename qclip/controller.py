@@ -98,6 +98,7 @@ class Controller:
         self.cells_seen: set[str] = set()
         self.deselected_finished = 0
         self.regressions: list = []
+        self.failures: list[tuple[str, str, str]] = []  # (cell key, status, reason) of failed cells
         self.summary_lines: list[str] = []
         self.report_dir: Path | None = None
         self.counters: dict[str, int] = {}
@@ -165,7 +166,9 @@ class Controller:
         if report.skipped and isinstance(report.longrepr, tuple):
             message = str(report.longrepr[2])
         elif report.failed:
-            message = str(report.longreprtext)[-2000:]
+            reason = failure_reason(report)
+            self.failures.append((cell_key, status, reason))
+            message = f"{reason}\n\n{str(report.longreprtext)[-2000:]}"
         self.store.add_cell_status(self.run_id, cell_key, status, message, float(report.duration))
         self.cells_seen.add(cell_key)
 
@@ -213,6 +216,10 @@ class Controller:
             tr.write_line(line)
         if self.report_dir is not None:
             tr.write_line(f"report: {self.report_dir}/report.html (also {self.report_dir.parent}/latest/)")
+        for key, status, reason in self.failures[:_MAX_FAILURE_LINES]:
+            tr.write_line(f"{status}: {key}: {reason.splitlines()[0][:300]}", red=True)
+        if len(self.failures) > _MAX_FAILURE_LINES:
+            tr.write_line(f"… and {len(self.failures) - _MAX_FAILURE_LINES} more failed cells (see the report)", red=True)
         for g in self.regressions:
             tr.write_line(f"GATE FAILED: {g}", red=True)
             for d in g.details:
@@ -229,6 +236,24 @@ def deselect_cells(config: pytest.Config, items: list, done) -> int:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
     return len(drop)
+
+
+_MAX_FAILURE_LINES = 15
+
+
+def failure_reason(report: pytest.TestReport) -> str:
+    """The exception's type and message (``RuntimeError: shape ... is invalid``) of a failed report: the
+    line pytest's short summary shows, not the last lines of the traceback."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = str(getattr(crash, "message", "") or "").strip()
+    if message:
+        return message
+    text = str(report.longreprtext or "")
+    errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    if errors:
+        return errors[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else f"{report.when} failed (no message)"
 
 
 def _cell_key(report: pytest.TestReport) -> str | None:

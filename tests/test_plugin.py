@@ -155,6 +155,13 @@ def test_fairness_gate_turns_recorded_deltas_into_assertions(pytester, tmp_path)
                "--qclip-models", "random:open_clip/ViT-B-32/tiny", "--qclip-quantizers", "bnb-nf4",
                "--qclip-skew-k", "4", "--qclip-fairness-gate", "ndkl@*:-1")  # a bound no |delta| can meet
     res.assert_outcomes(failed=1)
-    assert "fairness gate failed" in res.stdout.str() and "ndkl@4[race]" in res.stdout.str()
+    out = res.stdout.str()
+    assert "fairness gate failed" in out and "ndkl@4[race]" in out
     rows = _rows(tmp_path / "cache")
     assert rows, "the rows of a cell that failed its gate must still be stored"
+    # the reason (exception type and message) reaches the terminal summary and both reports
+    reason = "AssertionError: fairness gate failed for model random:open_clip/ViT-B-32/tiny"
+    assert "failed: fairface[" in out and reason in out.split("qclip ====")[-1]
+    report = tmp_path / "cache" / "reports" / "latest"
+    assert f"failed: {reason}" in (report / "report.md").read_text()
+    assert reason in (report / "report.html").read_text()
