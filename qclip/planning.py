@@ -41,10 +41,10 @@ def selected_datasets(session: QclipSession, kinds: tuple[str, ...]) -> list[str
 
 
 def quantizer_skip_reason(session: QclipSession, name: str) -> str:
-    from .quantize import create_quantizer
+    from .quantize import create_quantizer, quantizer_available
 
     q = create_quantizer(name)
-    ok, reason = q.available()
+    ok, reason = quantizer_available(q, session.options.device)
     if not ok:
         return f"quantizer {name} unavailable: {reason}"
     needs_cuda = getattr(getattr(q, "spec", None), "requires_cuda", False)
