@@ -1,12 +1,14 @@
 """Dataset readers for the real on-disk layouts (FORMATS.md), and the dataset config.
 
 Every reader returns an :class:`ImageTable` subclass: a DataFrame of samples (column
-``path`` = absolute image path, plus labels/metadata), a DataFrame of counted
-``exclusions`` (``source, row, reason``), and ``meta``. Readers read columns by name,
-tolerate extra columns, CRLF line endings and a UTF-8 BOM, and raise
-:class:`~qclip.errors.DataFormatError` naming the file (and the column, row or value)
-for malformed input; a missing root raises :class:`~qclip.errors.DatasetUnavailable`
-with the expected layout. The synthetic world generator lives in
+``path`` = the image's real path, plus labels/metadata), a DataFrame of counted
+``exclusions`` (``source, row, reason, category``; each reason names the offending
+value), and ``meta``; a read with exclusions warns once (:class:`DataExclusionWarning`).
+Readers never open a path outside their root (:class:`~qclip.data.base.DatasetRoot`),
+read columns by name, tolerate extra columns, CRLF line endings and a UTF-8 BOM, and
+raise :class:`~qclip.errors.DataFormatError` naming the file (and the column, row or
+value) for malformed input, undecodable images and decompression bombs included; a
+missing root raises :class:`~qclip.errors.DatasetUnavailable` with the expected layout. The synthetic world generator lives in
 ``qclip.data.synthetic`` (not imported here) and writes these same layouts.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from qclip.data.base import (
     ClassificationSet,
+    DataExclusionWarning,
     FacetSet,
     FairFaceSet,
     ImageTable,
@@ -42,6 +45,7 @@ __all__ = [
     "FacetSet",
     "FairFaceSet",
     "SpuriousSet",
+    "DataExclusionWarning",
     "read_imagefolder",
     "read_ood_folder",
     "read_coco_captions",

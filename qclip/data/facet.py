@@ -4,6 +4,11 @@ Layout: ``<root>/annotations/annotations.csv`` (one row per annotated person; se
 rows may share a ``filename``) and images flat in ``<root>/imgs_1/``, ``imgs_2/``,
 ``imgs_3/`` (any other ``imgs_*`` folder present is searched too, in sorted order; a
 file found in several counts in ``meta['duplicate_files']`` and the first wins).
+``filename`` is resolved inside each folder by :class:`~qclip.data.base.DatasetRoot`: a
+name that leads out of the root (absolute, ``..``, a symlink, in any ``imgs_*``
+folder) is an error naming file, row and value, or with ``strict=False`` an exclusion
+(``path outside root``); an ``imgs_*`` folder that is itself a link out of the root is
+not searched (an exclusion with row -1, or the error).
 
 Columns read (by name; every other column -- hair, lighting, visibility, accessories
 -- is tolerated and ignored): ``person_id, filename, class1, class2 (optional),
@@ -24,9 +29,14 @@ Conventions chosen by qclip:
   read from the file header only). A clipped box counts in ``meta['box_clipped']``;
   ``width`` or ``height`` <= 0 is excluded as ``degenerate box``, a box with no
   overlap with the image as ``box outside image``, and a clipped box narrower or
-  lower than ``min_box`` pixels as ``box too small``. An unparsable box is an error
-  (``strict=False``: excluded). When the image header cannot be read the box is kept
-  unclipped (``meta['size_unknown']``) and :meth:`load_image` raises later.
+  lower than ``min_box`` pixels as ``box too small``, each reason naming the box. An
+  unparsable box is an error (``strict=False``: excluded). An image whose header cannot
+  be read (empty, not an image, a decompression bomb over ``max_image_pixels``) is an
+  error naming file, row and image (``strict=False``: excluded as ``unreadable image``,
+  every row of that image); pixels are decoded later, by :meth:`load_image`.
+* a ``person_id`` seen before is excluded (``duplicate person_id``, naming the id and
+  the row that had it first); a missing image as ``image file not found in imgs_*/``
+  naming the file name.
 * gender: exactly one of the four 0/1 columns set -> ``masc``/``fem``/``non_binary``/
   ``na``; none or several -> ``'na'`` (counted in ``meta['gender_ambiguous']``).
   age likewise (``young``/``middle``/``older``/``na``, ``meta['age_ambiguous']``).
@@ -49,9 +59,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 
-from qclip.data.base import Exclusions, FacetSet, read_csv
+from qclip.data.base import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DatasetRoot,
+    Exclusions,
+    FacetSet,
+    PathProblem,
+    UnreadableImage,
+    announce,
+    image_size,
+    pixel_limit,
+    read_csv,
+)
 from qclip.data.prompts import DEFAULT_TEMPLATES, facet_classes, resolve_names, resolve_templates
 from qclip.errors import DataFormatError, DatasetUnavailable, suggest
 
@@ -76,8 +96,8 @@ def layout_problem(root: Path, annotation: str | os.PathLike | None = None, **_o
     csv_path = _csv_path(root, annotation)
     if not csv_path.is_file():
         return f"no annotation file {csv_path}"
-    if not _image_dirs(root):
-        return f"no image folders {root}/imgs_1..3/"
+    if not _image_dirs(DatasetRoot(root)):
+        return f"no image folders {root}/imgs_1..3/ (inside the root)"
     return None
 
 
@@ -88,8 +108,9 @@ def _csv_path(root: Path, annotation: str | os.PathLike | None) -> Path:
     return p if p.is_absolute() else root / p
 
 
-def _image_dirs(root: Path) -> list[Path]:
-    return sorted(d for d in root.glob("imgs_*") if d.is_dir())
+def _image_dirs(root: DatasetRoot, excl: Exclusions | None = None) -> list[str]:
+    """The names of the ``imgs_*`` folders that stay inside the root, sorted."""
+    return [name for name, _ in root.folders(excl=excl) if name.startswith("imgs_")]
 
 
 def skin_tone_from_votes(votes: Sequence[int], na: int, rule: str | Callable = "plurality") -> int:
@@ -133,6 +154,10 @@ def _parse_box(text: str) -> tuple[float, float, float, float]:
     return tuple(float(obj[k]) for k in ("x", "y", "width", "height"))  # type: ignore[return-value]
 
 
+def _num(v: float) -> str:
+    return str(int(v)) if v == int(v) else str(v)
+
+
 def _range(spec: Sequence[int] | tuple[int, int]) -> set[int]:
     spec = list(spec)
     if len(spec) == 2 and spec[0] <= spec[1]:
@@ -151,12 +176,17 @@ def read_facet(
     min_box: int = 1,
     strict: bool = True,
     annotation: str | os.PathLike | None = None,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> FacetSet:
     """Read FACET (or a FACET-format world) as a :class:`FacetSet`; see the module doc.
 
-    ``lighter``/``darker`` are inclusive ``(lo, hi)`` Monk ranges or explicit tone lists.
+    ``lighter``/``darker`` are inclusive ``(lo, hi)`` Monk ranges or explicit tone lists;
+    ``max_image_pixels`` is the decompression-bomb limit (of the header reads here, and of
+    :meth:`load_image`).
     """
-    root = Path(root).resolve()
+    guard = DatasetRoot(root)
+    root = guard.path
+    limit = pixel_limit(max_image_pixels)
     problem = layout_problem(root, annotation)
     if problem:
         raise DatasetUnavailable(f"{name}: {problem}; expected {LAYOUT}")
@@ -168,80 +198,92 @@ def read_facet(
     index = {k: i for i, k in enumerate(keys)}
     light, dark = _range(lighter), _range(darker)
 
-    dirs = _image_dirs(root)
-    located: dict[str, Path | None] = {}
-    sizes: dict[Path, tuple[int, int] | None] = {}
-    excl = Exclusions()
+    excl = Exclusions(strict)
+    dirs = _image_dirs(guard, excl)
+    located: dict[str, str | PathProblem | None] = {}
+    sizes: dict[str, tuple[int, int] | UnreadableImage] = {}
     counts = {"box_clipped": 0, "gender_ambiguous": 0, "age_ambiguous": 0, "skin_unknown": 0,
-              "size_unknown": 0, "duplicate_files": 0}
-    seen_ids: set[str] = set()
+              "duplicate_files": 0}
+    seen_ids: dict[str, int] = {}
     out: list[dict] = []
 
-    def fail(i: int, message: str) -> None:
-        if strict:
-            raise DataFormatError(f"{csv_path}: row {i} (line {i + 2}): {message}")
-        excl.add(csv_path, i, message)
+    def fail(i: int, category: str, detail: str) -> None:
+        excl.reject(csv_path, i, category, detail, where=f"row {i} (line {i + 2})")
+
+    def locate(fname: str) -> str | PathProblem | None:
+        hits = []
+        for d in dirs:
+            try:
+                path = guard.locate(fname, under=d)
+            except PathProblem as prob:  # one folder's way out is enough: the row is not read at all
+                return prob
+            if os.path.isfile(path):
+                hits.append(path)
+        counts["duplicate_files"] += len(hits) > 1
+        return hits[0] if hits else None
 
     for i, row in enumerate(df.to_dict("records")):
         pid = row["person_id"].strip()
         fname = row["filename"].strip()
         cls = row["class1"].strip().lower()
         if cls not in index:
-            fail(i, f"class1 value {row['class1']!r} is not one of the {len(keys)} classes.{suggest(cls, keys)}")
+            fail(i, "unknown class1", f"{row['class1']!r} is not one of the {len(keys)} classes.{suggest(cls, keys)}")
             continue
         try:
             bx, by, bw, bh = _parse_box(row["bounding_box"])
         except (ValueError, SyntaxError, KeyError, TypeError):
-            fail(i, f"bounding_box {row['bounding_box']!r} is not an object with x, y, width, height")
+            fail(i, "unparsable bounding_box", f"{row['bounding_box']!r} is not an object with x, y, width, height")
             continue
         gender = _one_hot(row, "gender_presentation", GENDERS, csv_path, i)
         age = _one_hot(row, "age_presentation", AGES, csv_path, i)
         votes = [_int(row[f"skin_tone_{t}"], csv_path, i, f"skin_tone_{t}") for t in TONES]
         na_votes = _int(row["skin_tone_na"], csv_path, i, "skin_tone_na")
         if pid in seen_ids:
-            excl.add(csv_path, i, "duplicate person_id")
+            excl.add(csv_path, i, "duplicate person_id", f"{pid!r} (first at row {seen_ids[pid]})")
             continue
         if fname not in located:
-            hits = [d / fname for d in dirs if (d / fname).is_file()]
-            counts["duplicate_files"] += len(hits) > 1
-            located[fname] = hits[0] if hits else None
+            located[fname] = locate(fname)
         path = located[fname]
-        if path is None:
-            excl.add(csv_path, i, "image file not found in imgs_*/")
+        if isinstance(path, PathProblem):
+            fail(i, path.category, path.detail)
             continue
+        if path is None:
+            excl.add(csv_path, i, "image file not found in imgs_*/", repr(fname))
+            continue
+        box = f"x={_num(bx)}, y={_num(by)}, width={_num(bw)}, height={_num(bh)}"
         if bw <= 0 or bh <= 0:
-            excl.add(csv_path, i, "degenerate box")
+            excl.add(csv_path, i, "degenerate box", box)
             continue
         x0, y0 = math.floor(bx), math.floor(by)
         x1, y1 = math.ceil(bx + bw), math.ceil(by + bh)
         if path not in sizes:
             try:
-                with Image.open(path) as im:
-                    sizes[path] = im.size
-            except (OSError, ValueError):
-                sizes[path] = None
+                sizes[path] = image_size(path, limit)
+            except UnreadableImage as exc:
+                sizes[path] = exc
         size = sizes[path]
-        if size is None:
-            counts["size_unknown"] += 1
-        else:
-            w, h = size
-            cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-            if cx1 <= cx0 or cy1 <= cy0:
-                excl.add(csv_path, i, "box outside image")
-                continue
-            if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
-                counts["box_clipped"] += 1
-            x0, y0, x1, y1 = cx0, cy0, cx1, cy1
-        if x1 - x0 < min_box or y1 - y0 < min_box:
-            excl.add(csv_path, i, "box too small")
+        if isinstance(size, UnreadableImage):
+            fail(i, "unreadable image", f"{fname!r}: {size}")
             continue
-        seen_ids.add(pid)
+        w, h = size
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if cx1 <= cx0 or cy1 <= cy0:
+            excl.add(csv_path, i, "box outside image", f"{box} on the {w}x{h} image {fname!r}")
+            continue
+        if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
+            counts["box_clipped"] += 1
+        x0, y0, x1, y1 = cx0, cy0, cx1, cy1
+        if x1 - x0 < min_box or y1 - y0 < min_box:
+            excl.add(csv_path, i, "box too small", f"{x1 - x0}x{y1 - y0} px after clipping ({box}), "
+                                                   f"min_box {min_box}")
+            continue
+        seen_ids[pid] = i
         tone = skin_tone_from_votes(votes, na_votes, skin_rule)
         counts["gender_ambiguous"] += gender is None
         counts["age_ambiguous"] += age is None
         counts["skin_unknown"] += tone == 0
         out.append({
-            "path": str(path), "person_id": pid, "filename": fname,
+            "path": path, "person_id": pid, "filename": fname,
             "class1": cls, "class2": row.get("class2", "").strip().lower(), "label": index[cls],
             "gender": gender or "na", "skin_tone": tone,
             "skin_group": "lighter" if tone in light else "darker" if tone in dark else "",
@@ -259,5 +301,6 @@ def read_facet(
     meta = {"annotation": str(csv_path), "skin_rule": skin_rule if isinstance(skin_rule, str) else "callable",
             "num_classes": len(keys), **counts}
     tmpl = resolve_templates(templates, root, default=DEFAULT_TEMPLATES)
-    return FacetSet(name=name, root=root, table=table, exclusions=excl.frame(), meta=meta,
-                    classnames=[k.replace("_", " ") for k in keys], templates=tmpl, class_keys=keys)
+    return announce(FacetSet(name=name, root=root, table=table, exclusions=excl.frame(), meta=meta,
+                             max_image_pixels=limit, classnames=[k.replace("_", " ") for k in keys],
+                             templates=tmpl, class_keys=keys))

@@ -18,7 +18,11 @@ Values (compared exactly, after stripping spaces):
 * Any other value raises :class:`~qclip.errors.DataFormatError` naming file, row,
   column and value. ``service_test`` (``True``/``False``) becomes a bool column.
 
-A file listed in the CSV but missing on disk is excluded (``image file missing``).
+A file listed in the CSV but missing on disk is excluded (``image file missing``), as is a
+file listed a second time (``duplicate file``, naming the row that had it first) and a
+``file`` that leads out of the root -- absolute, ``..``, a symlink; resolved by
+:class:`~qclip.data.base.DatasetRoot` -- (``path outside root``; an error with
+``strict=True``). Backslashes in ``file`` count as separators.
 Prompts: :func:`qclip.data.prompts.load_fairface_prompts` (the shipped Berg et al.
 2022 list unless ``prompts`` names another file): 11 templates x 29 concepts, copied
 from the authors' repository (oxai/debias-vision-lang, ``data/prompt_templates.csv``);
@@ -34,7 +38,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from qclip.data.base import Exclusions, FairFaceSet, read_csv
+from qclip.data.base import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DatasetRoot,
+    Exclusions,
+    FairFaceSet,
+    PathProblem,
+    announce,
+    pixel_limit,
+    read_csv,
+)
 from qclip.data.prompts import load_fairface_prompts
 from qclip.errors import DataFormatError, DatasetUnavailable
 
@@ -85,12 +98,16 @@ def read_fairface(
     name: str = "fairface",
     prompts: str | os.PathLike | None = None,
     labels: str | os.PathLike | None = None,
+    strict: bool = False,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> FairFaceSet:
     """Read FairFace's validation labels and images as a :class:`FairFaceSet`.
 
     Table columns: ``path, file, age, age_bin, gender, race`` (+ ``service_test``).
+    ``strict``: a ``file`` leading out of the root is an error; ``max_image_pixels``: the bomb limit.
     """
-    root = Path(root).resolve()
+    guard = DatasetRoot(root)
+    root = guard.path
     problem = layout_problem(root, labels)
     if problem:
         raise DatasetUnavailable(f"{name}: {problem}; expected {LAYOUT}")
@@ -99,8 +116,9 @@ def read_fairface(
         raise DatasetUnavailable(f"{name}: no label file; expected {LAYOUT}")
     df = read_csv(csv_path, required=("file", "age", "gender", "race"))
     has_service = "service_test" in df.columns
-    excl = Exclusions()
+    excl = Exclusions(strict)
     rows = []
+    first: dict[str, int] = {}
     for i, rec in enumerate(df.to_dict("records")):
         file = rec["file"].strip()
         age = _check(rec["age"].strip(), tuple(AGE_BINS), csv_path, i, "age")
@@ -115,15 +133,24 @@ def read_fairface(
                     f"{rec['service_test']!r}; expected True or False"
                 )
             row["service_test"] = flag in ("true", "1")
-        path = root / file
-        if not path.is_file():
-            excl.add(csv_path, i, "image file missing")
+        try:
+            path = guard.locate(file)
+        except PathProblem as prob:
+            excl.reject(csv_path, i, prob.category, prob.detail, where=f"row {i} (line {i + 2})")
             continue
-        rows.append({"path": str(path), **row})
+        if path in first:
+            excl.add(csv_path, i, "duplicate file", f"{file!r} (first at row {first[path]})")
+            continue
+        if not os.path.isfile(path):
+            excl.add(csv_path, i, "image file missing", repr(file))
+            continue
+        first[path] = i
+        rows.append({"path": path, **row})
     cols = ["path", "file", "age", "age_bin", "gender", "race"] + (["service_test"] if has_service else [])
     table = pd.DataFrame(rows, columns=cols)
     ptable = load_fairface_prompts(prompts)
     meta = {"labels": str(csv_path), "num_prompts": len(ptable),
             "prompts_file": str(prompts) if prompts is not None else "shipped (Berg et al. 2022)"}
-    return FairFaceSet(name=name, root=root, table=table, exclusions=excl.frame(), meta=meta,
-                       prompts=ptable["prompt"].tolist(), prompt_table=ptable)
+    return announce(FairFaceSet(name=name, root=root, table=table, exclusions=excl.frame(), meta=meta,
+                                max_image_pixels=pixel_limit(max_image_pixels),
+                                prompts=ptable["prompt"].tolist(), prompt_table=ptable))

@@ -2,10 +2,14 @@
 
 Layout: ``<root>/<class folder>/**/<image>`` as torchvision's ImageFolder: class
 folders are the root's sub-directories in sorted order (names starting with ``.``
-skipped), images are found recursively (symlinks followed) with the extensions of
+skipped), images are found recursively with the extensions of
 :data:`~qclip.data.base.IMAGE_EXTENSIONS` in any case. Other files inside a class
-folder are counted in ``exclusions`` (reason ``not an image file``); files directly in
-the root are ignored (``classnames.txt`` etc. live there).
+folder are counted in ``exclusions`` (reason ``not an image file: <file>``); files
+directly in the root are ignored (``classnames.txt`` etc. live there). Symlinks (class
+folders, sub-folders, files) are followed while they stay inside the root
+(:class:`~qclip.data.base.DatasetRoot`); one that leads out is excluded as ``path
+outside root`` naming the link and its target (an error with ``strict=True``), as are a
+dangling link, a folder reached twice (a link loop) and anything not a regular file.
 
 Label space and folder mapping (``meta['label_mapping']`` says which rule applied):
 
@@ -40,7 +44,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from qclip.data.base import ClassificationSet, Exclusions, ImageTable, is_image_file
+from qclip.data.base import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ClassificationSet,
+    DatasetRoot,
+    Exclusions,
+    ImageTable,
+    announce,
+    is_image_file,
+    pixel_limit,
+)
 from qclip.data.prompts import imagenet_classnames, imagenet_wnids, resolve_names, resolve_templates
 from qclip.errors import DataFormatError, DatasetUnavailable
 
@@ -55,8 +68,8 @@ def layout_problem(root: Path, **_options) -> str | None:
     root = Path(root)
     if not root.is_dir():
         return f"root {root} does not exist or is not a folder"
-    if not any(d.is_dir() and not d.name.startswith(".") for d in root.iterdir()):
-        return f"root {root} has no class sub-folders"
+    if not DatasetRoot(root).folders():
+        return f"root {root} has no class sub-folders (inside the root)"
     return None
 
 
@@ -67,15 +80,13 @@ def ood_layout_problem(root: Path, **_options) -> str | None:
     return None
 
 
-def _walk_images(folder: Path, excl: Exclusions) -> list[str]:
+def _walk_images(root: DatasetRoot, folder: str, excl: Exclusions) -> list[str]:
     out: list[str] = []
-    for dirpath, _dirnames, filenames in sorted(os.walk(folder, followlinks=True)):
-        for fn in sorted(filenames):
-            full = os.path.join(dirpath, fn)
-            if is_image_file(fn):
-                out.append(os.path.abspath(full))
-            else:
-                excl.add(full, -1, "not an image file")
+    for fn, path in root.walk(folder, excl):
+        if is_image_file(fn):
+            out.append(path)
+        else:
+            excl.add(path, -1, "not an image file", root.relative(path))
     return out
 
 
@@ -112,18 +123,24 @@ def read_imagefolder(
     classnames: str | os.PathLike | Sequence[str] | None = None,
     templates: str | os.PathLike | Sequence[str] | None = None,
     wnids: str | os.PathLike | Sequence[str] | None = None,
+    strict: bool = False,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> ClassificationSet:
     """Read a torchvision ImageFolder tree as a :class:`ClassificationSet`.
 
-    Table columns: ``path`` (absolute), ``label`` (int), ``folder`` (class folder name).
-    See the module doc for the label-space and template rules.
+    Table columns: ``path`` (real path), ``label`` (int), ``folder`` (class folder name).
+    See the module doc for the label-space and template rules; ``strict`` makes a symlink
+    leading out of the root an error, ``max_image_pixels`` is the decompression-bomb limit.
     """
-    root = Path(root).resolve()
+    guard = DatasetRoot(root)
+    root = guard.path
     name = name or root.name
     problem = layout_problem(root)
     if problem:
         raise DatasetUnavailable(f"{name}: {problem}; expected {LAYOUT}")
-    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    excl = Exclusions(strict)
+    real_of = dict(guard.folders(excl=excl))
+    folders = sorted(real_of)
 
     wnid_list = resolve_names(wnids, "wnids")
     if classnames == "imagenet":
@@ -151,11 +168,10 @@ def read_imagefolder(
     else:
         tmpl = resolve_templates(templates, root)
 
-    excl = Exclusions()
     rows = []
     empty = []
     for f in folders:
-        paths = _walk_images(root / f, excl)
+        paths = _walk_images(guard, real_of[f], excl)
         if not paths:
             empty.append(f)
         rows.extend((p, mapping[f], f) for p in paths)
@@ -167,18 +183,24 @@ def read_imagefolder(
         "num_folders": len(folders),
         "empty_folders": len(empty),
     }
-    return ClassificationSet(name=name, root=root, table=table, exclusions=excl.frame(), meta=meta,
-                             classnames=list(names), templates=tmpl)
+    return announce(ClassificationSet(name=name, root=root, table=table, exclusions=excl.frame(), meta=meta,
+                                      max_image_pixels=pixel_limit(max_image_pixels),
+                                      classnames=list(names), templates=tmpl))
 
 
-def read_ood_folder(root: str | os.PathLike, name: str | None = None) -> ImageTable:
-    """Every image under ``root`` (recursive) as an :class:`ImageTable` (``path, relpath``)."""
-    root = Path(root).resolve()
+def read_ood_folder(root: str | os.PathLike, name: str | None = None, strict: bool = False,
+                    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> ImageTable:
+    """Every image under ``root`` (recursive) as an :class:`ImageTable` (``path, relpath``).
+
+    Symlinks follow the rule of :func:`read_imagefolder`; ``relpath`` is the file's place in the tree."""
+    guard = DatasetRoot(root)
+    root = guard.path
     name = name or root.name
     problem = ood_layout_problem(root)
     if problem:
         raise DatasetUnavailable(f"{name}: {problem}; expected {OOD_LAYOUT}")
-    excl = Exclusions()
-    paths = _walk_images(root, excl)
+    excl = Exclusions(strict)
+    paths = _walk_images(guard, guard.real, excl)
     table = pd.DataFrame({"path": paths, "relpath": [os.path.relpath(p, root) for p in paths]})
-    return ImageTable(name=name, root=root, table=table, exclusions=excl.frame(), meta={"num_images": len(paths)})
+    return announce(ImageTable(name=name, root=root, table=table, exclusions=excl.frame(),
+                               meta={"num_images": len(paths)}, max_image_pixels=pixel_limit(max_image_pixels)))

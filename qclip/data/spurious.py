@@ -25,8 +25,12 @@ Conventions:
 * class names: the ``classnames`` option (list or file), else ``<root>/classnames.txt``,
   else the label values as strings (``meta['classnames_source'] = 'labels'``).
   Templates: the option, else ``<root>/templates.txt``, else ``["a photo of a {}."]``.
-* an image missing on disk is excluded (``image file missing``); a non-integer label
-  or an unknown split name raises :class:`~qclip.errors.DataFormatError`.
+* an image missing on disk is excluded (``image file missing``, naming it), as is an
+  image listed a second time (``duplicate image``, naming the first row) and an image
+  path that leads out of the root -- absolute, ``..``, a symlink; resolved by
+  :class:`~qclip.data.base.DatasetRoot`, backslashes counting as separators -- (``path
+  outside root``; an error with ``strict=True``); a non-integer label or an unknown
+  split name raises :class:`~qclip.errors.DataFormatError`.
 """
 
 from __future__ import annotations
@@ -37,7 +41,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from qclip.data.base import Exclusions, SpuriousSet, read_csv
+from qclip.data.base import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DatasetRoot,
+    Exclusions,
+    PathProblem,
+    SpuriousSet,
+    announce,
+    pixel_limit,
+    read_csv,
+)
 from qclip.data.prompts import resolve_names, resolve_templates
 from qclip.errors import DataFormatError, DatasetUnavailable
 
@@ -75,12 +88,16 @@ def read_spurious(
     split: str | int | None = "test",
     classnames: str | os.PathLike | Sequence[str] | None = None,
     templates: str | os.PathLike | Sequence[str] | None = None,
+    strict: bool = False,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> SpuriousSet:
     """Read a Waterbirds-style metadata CSV as a :class:`SpuriousSet` (see the module doc).
 
     Table columns: ``path, image, label, place, group`` (+ ``split`` when present).
+    ``strict``: an image path leading out of the root is an error; ``max_image_pixels``: the bomb limit.
     """
-    root = Path(root).resolve()
+    guard = DatasetRoot(root)
+    root = guard.path
     problem = layout_problem(root, metadata)
     if problem:
         raise DatasetUnavailable(f"{name}: {problem}; expected {LAYOUT}")
@@ -112,8 +129,9 @@ def read_spurious(
 
     want = None if split is None or str(split).lower() == "all" else _split_id(split, "read_spurious", -1)
     has_split = "split" in df.columns
-    excl = Exclusions()
+    excl = Exclusions(strict)
     rows = []
+    first: dict[str, int] = {}
     filtered = 0
     for i, rec in enumerate(df.to_dict("records")):
         sid = _split_id(rec["split"], csv_path, i) if has_split else None
@@ -121,11 +139,19 @@ def read_spurious(
             filtered += 1
             continue
         image = rec["img_filename"].strip()
-        path = root / image
-        if not path.is_file():
-            excl.add(csv_path, i, "image file missing")
+        try:
+            path = guard.locate(image)
+        except PathProblem as prob:
+            excl.reject(csv_path, i, prob.category, prob.detail, where=f"row {i} (line {i + 2})")
             continue
-        row = {"path": str(path), "image": image, "label": labels[i], "place": places[i],
+        if path in first:
+            excl.add(csv_path, i, "duplicate image", f"{image!r} (first at row {first[path]})")
+            continue
+        if not os.path.isfile(path):
+            excl.add(csv_path, i, "image file missing", repr(image))
+            continue
+        first[path] = i
+        row = {"path": path, "image": image, "label": labels[i], "place": places[i],
                "group": labels[i] * n_places + place_index[places[i]]}
         if has_split:
             row["split"] = sid
@@ -135,5 +161,6 @@ def read_spurious(
     groups = {y * n_places + k: (y, p) for y in range(len(names)) for k, p in enumerate(distinct)}
     meta = {"metadata": str(csv_path), "split": "all" if want is None else want, "split_filtered": filtered,
             "classnames_source": source, "num_groups": len(groups)}
-    return SpuriousSet(name=name, root=root, table=table, exclusions=excl.frame(), meta=meta,
-                       classnames=list(names), templates=resolve_templates(templates, root), groups=groups)
+    return announce(SpuriousSet(name=name, root=root, table=table, exclusions=excl.frame(), meta=meta,
+                                max_image_pixels=pixel_limit(max_image_pixels), classnames=list(names),
+                                templates=resolve_templates(templates, root), groups=groups))

@@ -118,16 +118,19 @@ def test_missing_image_is_excluded(tmp_path):
     ds = read_facet(root)
     assert len(ds) == 6
     assert ds.exclusions["row"].tolist() == [5, 6, 8]
-    assert set(ds.exclusions["reason"]) == {"image file not found in imgs_*/"}
+    assert set(ds.exclusions["category"]) == {"image file not found in imgs_*/"}
+    assert set(ds.exclusions["reason"]) == {"image file not found in imgs_*/: 'sa_3001.jpg'"}
 
 
 @pytest.mark.parametrize(
     ("box", "reason"),
     [
-        ({"x": 100, "y": 100, "width": 5, "height": 5}, "box outside image"),
-        ({"x": -20, "y": 2, "width": 10, "height": 5}, "box outside image"),
-        ({"x": 2, "y": 2, "width": 0, "height": 5}, "degenerate box"),
-        ({"x": 2, "y": 2, "width": 5, "height": -1}, "degenerate box"),
+        ({"x": 100, "y": 100, "width": 5, "height": 5},
+         "box outside image: x=100, y=100, width=5, height=5 on the 32x24 image 'sa_1001.jpg'"),
+        ({"x": -20, "y": 2, "width": 10, "height": 5},
+         "box outside image: x=-20, y=2, width=10, height=5 on the 32x24 image 'sa_1001.jpg'"),
+        ({"x": 2, "y": 2, "width": 0, "height": 5}, "degenerate box: x=2, y=2, width=0, height=5"),
+        ({"x": 2, "y": 2, "width": 5, "height": -1}, "degenerate box: x=2, y=2, width=5, height=-1"),
     ],
 )
 def test_bad_boxes_are_excluded(tmp_path, box, reason):
@@ -136,11 +139,14 @@ def test_bad_boxes_are_excluded(tmp_path, box, reason):
     ds = read_facet(root)
     assert len(ds) == 8
     assert ds.exclusions[["row", "reason"]].values.tolist() == [[0, reason]]
+    assert ds.exclusions["category"].tolist() == [reason.split(":")[0]]
 
 
 def test_min_box_and_unparsable_box(tmp_path):
     ds = read_facet(SAMPLE, min_box=6)  # person 7 is 5x5
-    assert ds.exclusions["reason"].tolist() == ["box too small"]
+    assert ds.exclusions["category"].tolist() == ["box too small"]
+    assert ds.exclusions["reason"][0].startswith("box too small: 5x5 px after clipping (x=")
+    assert ds.exclusions["reason"][0].endswith("min_box 6")
     root = copy_sample("facet_sample", tmp_path)
     edit_csv(_csv(root), _set("bounding_box", 2, "not a box"))
     with pytest.raises(DataFormatError, match="row 1.*bounding_box"):
@@ -170,16 +176,18 @@ def test_duplicate_person_is_excluded(tmp_path):
     root = copy_sample("facet_sample", tmp_path)
     edit_csv(_csv(root), _set("person_id", 2, "1"))
     ds = read_facet(root)
-    assert ds.exclusions[["row", "reason"]].values.tolist() == [[1, "duplicate person_id"]]
+    assert ds.exclusions[["row", "reason"]].values.tolist() == [[1, "duplicate person_id: '1' (first at row 0)"]]
 
 
-def test_corrupt_image_fails_at_load_time(tmp_path):
+def test_corrupt_image_fails_where_its_header_is_read(tmp_path):
     root = copy_sample("facet_sample", tmp_path)
     corrupt(root / "imgs_2" / "sa_2002.jpg")
-    ds = read_facet(root)
-    assert len(ds) == 9 and ds.meta["size_unknown"] == 2
-    with pytest.raises(DataFormatError, match="sa_2002.jpg"):
-        ds.load_image(4)
+    with pytest.raises(DataFormatError, match=r"annotations.csv: row 4 \(line 6\): unreadable image: 'sa_2002.jpg'"):
+        read_facet(root)
+    ds = read_facet(root, strict=False)
+    assert len(ds) == 7 and ds.exclusions["row"].tolist() == [4, 7]
+    assert set(ds.exclusions["category"]) == {"unreadable image"}
+    assert "sa_2002.jpg" in ds.exclusions["reason"][0] and "cannot decode" in ds.exclusions["reason"][0]
 
 
 def test_skin_rules_and_groups():

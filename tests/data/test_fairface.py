@@ -109,7 +109,7 @@ def test_missing_image_is_excluded(tmp_path):
     (root / "val" / "4.jpg").unlink()
     ds = read_fairface(root)
     assert len(ds) == 7
-    assert ds.exclusions[["row", "reason"]].values.tolist() == [[3, "image file missing"]]
+    assert ds.exclusions[["row", "reason"]].values.tolist() == [[3, "image file missing: 'val/4.jpg'"]]
 
 
 def test_missing_root_or_labels(tmp_path):

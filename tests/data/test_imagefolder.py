@@ -118,7 +118,8 @@ def test_non_image_files_are_counted_and_nested_images_found(tmp_path):
     _tiny(root / "n01440764" / "deeper" / "x.webp")
     ds = read_imagefolder(root, classnames="imagenet")
     assert len(ds) == 7
-    assert ds.exclusions["reason"].tolist() == ["not an image file"]
+    assert ds.exclusions["reason"].tolist() == ["not an image file: n01440764/notes.txt"]
+    assert ds.exclusions["category"].tolist() == ["not an image file"]
     assert ds.exclusions["source"].iloc[0].endswith("notes.txt")
 
 

@@ -54,7 +54,8 @@ def test_missing_image_is_excluded(tmp_path):
     (root / "017.Cardinal" / "Cardinal_0001_17057.jpg").unlink()
     ds = read_spurious(root)
     assert len(ds) == 3
-    assert ds.exclusions[["row", "reason"]].values.tolist() == [[2, "image file missing"]]
+    assert ds.exclusions[["row", "reason"]].values.tolist() == [
+        [2, "image file missing: '017.Cardinal/Cardinal_0001_17057.jpg'"]]
 
 
 def test_errors_name_file_and_column(tmp_path):
