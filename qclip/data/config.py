@@ -15,7 +15,11 @@ Example::
     lighter = [1, 4]
 
 Every other key of a dataset table is a reader option (see :data:`KINDS` for the ones
-each kind accepts; an unknown one is an error naming the file). File-valued options
+each kind accepts, :data:`OPTION_TYPES` for their types); every kind takes ``strict``
+(a path leading out of the root is an error rather than an exclusion; FACET's default
+is true, the others' false) and ``max_image_pixels`` (the decompression-bomb limit,
+default PIL's 89,478,485; 0 for none). An unknown key or a value of the wrong type is a
+:class:`DataConfigError` of one line naming the file, the dataset and the key. File-valued options
 ``classnames``, ``templates``, ``wnids``, ``prompts`` resolve like ``root``, against
 the config file's folder (keywords ``imagenet``, ``openai``, ``simple`` excepted);
 ``annotation``, ``labels`` and ``metadata`` are relative to the dataset root, as the
@@ -25,11 +29,15 @@ tables other than ``[datasets]`` are left for other parts of qclip.
 :meth:`DataConfig.load` with no path reads ``$QCLIP_DATA`` if set, else
 ``./qclip.toml`` if present, else gives an empty config. A configured dataset whose
 root is absent is not an error: :meth:`DatasetEntry.available` returns ``False`` and
-a reason that names the root and the expected layout, and cells are skipped with it.
+a reason of one line that names the file, the key (``root``), the root and the expected
+layout, and cells are skipped with it; :meth:`DatasetEntry.load` raises it as a
+:class:`DatasetRootMissing`, which is both a :class:`DataConfigError` and a
+:class:`~qclip.errors.DatasetUnavailable`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Callable, Iterator
@@ -40,11 +48,17 @@ from typing import Any, NamedTuple
 from qclip.data import coco, facet, fairface, imagefolder, spurious
 from qclip.errors import DataFormatError, DatasetUnavailable, UnknownDatasetError, suggest
 
-__all__ = ["DataConfig", "DatasetEntry", "DataConfigError", "KINDS", "Kind"]
+__all__ = ["DataConfig", "DatasetEntry", "DataConfigError", "DatasetRootMissing", "KINDS", "Kind", "OPTION_TYPES"]
 
 
 class DataConfigError(DataFormatError):
-    """A malformed data config (TOML syntax, unknown kind or option); names the file."""
+    """A malformed data config (TOML syntax, unknown kind or option, wrong type); one line naming the file
+    and the key."""
+
+
+class DatasetRootMissing(DataConfigError, DatasetUnavailable):
+    """A configured root that does not exist (or is no folder): a config error naming the file and the key,
+    and an unavailable dataset, so its cells are skipped with this reason."""
 
 
 class Kind(NamedTuple):
@@ -54,19 +68,58 @@ class Kind(NamedTuple):
     options: frozenset[str]
 
 
+_COMMON = frozenset({"strict", "max_image_pixels"})
 KINDS: dict[str, Kind] = {
     "imagefolder": Kind(imagefolder.read_imagefolder, imagefolder.LAYOUT, imagefolder.layout_problem,
-                        frozenset({"classnames", "templates", "wnids"})),
-    "coco": Kind(coco.read_coco_captions, coco.LAYOUT, coco.layout_problem, frozenset({"annotation"})),
+                        _COMMON | {"classnames", "templates", "wnids"}),
+    "coco": Kind(coco.read_coco_captions, coco.LAYOUT, coco.layout_problem, _COMMON | {"annotation"}),
     "facet": Kind(facet.read_facet, facet.LAYOUT, facet.layout_problem,
-                  frozenset({"classnames", "templates", "skin_rule", "lighter", "darker", "min_box", "strict",
-                             "annotation"})),
+                  _COMMON | {"classnames", "templates", "skin_rule", "lighter", "darker", "min_box", "annotation"}),
     "fairface": Kind(fairface.read_fairface, fairface.LAYOUT, fairface.layout_problem,
-                     frozenset({"prompts", "labels"})),
-    "ood": Kind(imagefolder.read_ood_folder, imagefolder.OOD_LAYOUT, imagefolder.ood_layout_problem, frozenset()),
+                     _COMMON | {"prompts", "labels"}),
+    "ood": Kind(imagefolder.read_ood_folder, imagefolder.OOD_LAYOUT, imagefolder.ood_layout_problem, _COMMON),
     "spurious": Kind(spurious.read_spurious, spurious.LAYOUT, spurious.layout_problem,
-                     frozenset({"metadata", "split", "classnames", "templates"})),
+                     _COMMON | {"metadata", "split", "classnames", "templates"}),
 }
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _names(v) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+
+def _tones(v) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(_is_int(x) and 1 <= x <= 10 for x in v)
+
+
+#: option -> (what it must be, in words; the check)
+OPTION_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "classnames": ("a string (a file, or 'imagenet') or a list of strings", _names),
+    "templates": ("a string (a file, or 'openai' / 'simple') or a list of strings", _names),
+    "wnids": ("a string (a file) or a list of strings", _names),
+    "annotation": ("a string (a path)", lambda v: isinstance(v, str)),
+    "labels": ("a string (a path)", lambda v: isinstance(v, str)),
+    "prompts": ("a string (a path)", lambda v: isinstance(v, str)),
+    "metadata": ("a string (a path)", lambda v: isinstance(v, str)),
+    "skin_rule": ("'plurality' or 'median'", lambda v: v in ("plurality", "median")),
+    "lighter": ("a list of Monk tones 1..10 ([lo, hi] or the tones)", _tones),
+    "darker": ("a list of Monk tones 1..10 ([lo, hi] or the tones)", _tones),
+    "min_box": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "strict": ("true or false", lambda v: isinstance(v, bool)),
+    "split": ("a split name or an integer", lambda v: isinstance(v, str) or _is_int(v)),
+    "max_image_pixels": ("an integer >= 0 (0: no limit)", lambda v: _is_int(v) and v >= 0),
+}
+
+
+def _short(value) -> str:
+    """The value as the TOML file wrote it (near enough: JSON), cut at 80 characters."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 _FILE_OPTIONS = ("classnames", "templates", "wnids", "prompts")
 _KEYWORDS = ("imagenet", "openai", "simple")
 
@@ -92,10 +145,19 @@ class DatasetEntry:
         text = KINDS[self.kind].layout
         return text.replace("<root>", str(self.root)) if self.root is not None else text
 
+    def _root_missing(self) -> str | None:
+        if self.root.is_dir():
+            return None
+        what = "is not a folder" if self.root.exists() else "does not exist"
+        return f"{self.source}: [datasets.{self.name}] root: {self.root} {what}; expected {self.layout}"
+
     def available(self) -> tuple[bool, str]:
         """``(True, "")`` when the layout is on disk, else ``(False, reason)``."""
         if self.root is None:
             return False, f"dataset {self.name!r} ({self.kind}) has no root in {self.source}; expected {self.layout}"
+        missing = self._root_missing()
+        if missing:
+            return False, missing
         problem = KINDS[self.kind].problem(self.root, **self.options)
         if problem:
             return False, f"dataset {self.name!r} ({self.kind}): {problem}; expected {self.layout}"
@@ -105,7 +167,8 @@ class DatasetEntry:
         """Read the dataset with its kind's reader; :class:`DatasetUnavailable` if absent."""
         ok, reason = self.available()
         if not ok:
-            raise DatasetUnavailable(reason)
+            missing = self.root is not None and self._root_missing() is not None
+            raise (DatasetRootMissing if missing else DatasetUnavailable)(reason)
         return KINDS[self.kind].reader(self.root, name=self.name, **self.options)
 
 
@@ -162,14 +225,18 @@ class DataConfig:
             )
         root = table.pop("root", None)
         if root is not None and not isinstance(root, str):
-            raise DataConfigError(f"{source}: [datasets.{name}] expected root to be a string, but got {root!r}")
+            raise DataConfigError(f"{source}: [datasets.{name}] root: expected a string, but got {_short(root)}")
         unknown = sorted(set(table) - KINDS[kind].options)
         if unknown:
-            allowed = ", ".join(sorted(KINDS[kind].options)) or "none"
+            keys = ", ".join(repr(k) for k in unknown)
             raise DataConfigError(
-                f"{source}: [datasets.{name}] expected options of kind {kind!r} among ({allowed}), "
-                f"but got {', '.join(unknown)}"
+                f"{source}: [datasets.{name}] unknown key{'s' if len(unknown) > 1 else ''} {keys} for kind "
+                f"{kind!r}.{suggest(unknown[0], KINDS[kind].options | {'kind', 'root'})}"
             )
+        for key, value in table.items():
+            what, ok = OPTION_TYPES[key]
+            if not ok(value):
+                raise DataConfigError(f"{source}: [datasets.{name}] {key}: expected {what}, but got {_short(value)}")
         for key in _FILE_OPTIONS:
             value = table.get(key)
             if isinstance(value, str) and value not in _KEYWORDS:

@@ -14,7 +14,7 @@ from qclip.data import (
     RetrievalSet,
     SpuriousSet,
 )
-from qclip.errors import DatasetUnavailable, UnknownDatasetError
+from qclip.errors import DataFormatError, DatasetUnavailable, UnknownDatasetError
 
 from ._helpers import FIXTURES
 
@@ -118,6 +118,64 @@ def test_malformed_config_names_the_file(tmp_path, text, match):
     with pytest.raises(DataConfigError, match=match) as info:
         DataConfig.load(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("strict", '"yes"', "true or false"),
+        ("max_image_pixels", "-1", "an integer >= 0"),
+        ("max_image_pixels", "1.5", "an integer >= 0"),
+        ("min_box", "true", "an integer >= 0"),
+        ("lighter", "[0, 11]", "a list of Monk tones 1..10"),
+        ("skin_rule", '"mode"', "'plurality' or 'median'"),
+        ("annotation", "3", "a string"),
+        ("classnames", "[1, 2]", "a string (a file, or 'imagenet') or a list of strings"),
+    ],
+)
+def test_wrong_option_types_are_one_line_naming_file_and_key(tmp_path, option, value, expected):
+    path = _write(tmp_path, f'[datasets.d]\nkind = "facet"\nroot = "x"\n{option} = {value}\n')
+    with pytest.raises(DataConfigError) as info:
+        DataConfig.load(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: [datasets.d] {option}: expected {expected}") and "\n" not in msg
+    assert msg.endswith(f"but got {value}")
+
+
+def test_unknown_key_suggests_the_close_one(tmp_path):
+    path = _write(tmp_path, '[datasets.d]\nkind = "facet"\nroot = "x"\nmax_pixels = 5\n')
+    with pytest.raises(DataConfigError) as info:
+        DataConfig.load(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: [datasets.d] unknown key 'max_pixels' for kind 'facet'.")
+    assert "Did you mean 'max_image_pixels'" in msg and "\n" not in msg
+
+
+def test_missing_root_is_a_config_error_and_an_unavailable_dataset(tmp_path):
+    from qclip.data.config import DatasetRootMissing
+
+    path = _write(tmp_path, '[datasets.d]\nkind = "fairface"\nroot = "gone"\n')
+    entry = DataConfig.load(path).get("d")  # loading the config itself does not need the data
+    with pytest.raises(DatasetRootMissing) as info:
+        entry.load()
+    assert isinstance(info.value, DataConfigError) and isinstance(info.value, DatasetUnavailable)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: [datasets.d] root: {tmp_path / 'gone'} does not exist; expected ")
+    assert "\n" not in msg and entry.available() == (False, msg)
+    (tmp_path / "gone").write_text("a file, not a folder")
+    assert "is not a folder" in entry.available()[1]
+
+
+def test_strict_and_pixel_limit_reach_every_reader(tmp_path):
+    from qclip.data.config import KINDS
+
+    assert all({"strict", "max_image_pixels"} <= kind.options for kind in KINDS.values())
+    path = _write(tmp_path, f'[datasets.d]\nkind = "imagefolder"\nroot = "{FIXTURES / "imagenet_sample"}"\n'
+                            "max_image_pixels = 100\nstrict = true\n")
+    ds = DataConfig.load(path).get("d").load()
+    assert ds.max_image_pixels == 100
+    with pytest.raises(DataFormatError, match="over the limit of 100"):
+        ds.load_image(0)  # 16 x 16 = 256 pixels
 
 
 def test_missing_config_file(tmp_path):
