@@ -182,6 +182,7 @@ class Controller:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from .gate import run_gates
         from .report import terminal_summary, write_report
+        from .report.sections_data import META_KEY, collect_summaries
         from .stats import population_stats
 
         if not self.started:
@@ -191,6 +192,8 @@ class Controller:
         self.store.start_run(self.run_id, {"counters": self.counters,
                                            "finished": dt.datetime.now().isoformat(timespec="seconds")})
         rows = self.store.rows(self.run_id)
+        # what each dataset of the run read and left out, stored with the run for the report's Data section
+        self.store.start_run(self.run_id, {META_KEY: collect_summaries(rows, self.session)})
         gates = None
         if self.checks:
             gates = run_gates(rows, self.baseline_rows, self.checks)

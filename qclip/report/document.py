@@ -16,6 +16,8 @@ from qclip.report import tables as T
 from qclip.report.blocks import Bullets, Cell, Details, Heading, Image, Para, Section, Table
 from qclip.report.common import SIG_CAPTION
 from qclip.report.data import usable
+from qclip.report.sections_data import META_KEY as DATA_META_KEY
+from qclip.report.sections_data import data_section
 from qclip.report.sections_fairness import facet_section, fairface_section
 from qclip.report.sections_overview import cost_section, glance_section
 from qclip.report.sections_reliability import calibration_section, ood_section
@@ -70,7 +72,7 @@ def _flat_meta(meta: dict) -> dict:
 
 def _run_sections(run_id: str, meta: dict, rows: pd.DataFrame) -> tuple[Section, Section]:
     """The short run table for the top and the full metadata for the end."""
-    flat = {"run id": run_id, **_flat_meta(meta)}
+    flat = {"run id": run_id, **_flat_meta({k: v for k, v in meta.items() if k != DATA_META_KEY})}
     key = {"run id": run_id} | {k: flat[k] for k in _KEY_META if k in flat}
     for col in ("model", "quantizer", "benchmark", "dataset"):
         values = sorted(rows[col].unique()) if not rows.empty else []
@@ -177,6 +179,7 @@ def build_document(
         glance_section(ok, stats),
         _gates_section(gates),
         _cells_section(cells),
+        data_section(meta),
         _accuracy_section(ok, images),
         facet_section(ok, stats, images, cells),
         fairface_section(ok, stats, images, cells),
