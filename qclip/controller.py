@@ -98,7 +98,8 @@ class Controller:
         self.cells_seen: set[str] = set()
         self.deselected_finished = 0
         self.regressions: list = []
-        self.failures: list[tuple[str, str, str]] = []  # (cell key, status, reason) of failed cells
+        self.failures: list[tuple[str, str, str]] = []
+        self.worker_devices: dict[str, str] = {}  # xdist worker id -> the device its cells ran on  # (cell key, status, reason) of failed cells
         self.summary_lines: list[str] = []
         self.report_dir: Path | None = None
         self.counters: dict[str, int] = {}
@@ -175,7 +176,10 @@ class Controller:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error) -> None:
         """xdist: a worker finished; add its counters (model loads, quantize calls, cache hits)."""
-        self._add_counters(getattr(node, "workeroutput", {}).get("qclip_counters", {}))
+        out = getattr(node, "workeroutput", {})
+        self._add_counters(out.get("qclip_counters", {}))
+        if "qclip_device" in out:
+            self.worker_devices[str(getattr(getattr(node, "gateway", None), "id", "?"))] = out["qclip_device"]
 
     # ----- end of session -------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
@@ -190,6 +194,7 @@ class Controller:
         t0 = time.perf_counter()
         self._add_counters(self.session.counters())
         self.store.start_run(self.run_id, {"counters": self.counters,
+                                           "worker_devices": dict(sorted(self.worker_devices.items())),
                                            "finished": dt.datetime.now().isoformat(timespec="seconds")})
         rows = self.store.rows(self.run_id)
         # what each dataset of the run read and left out, stored with the run for the report's Data section

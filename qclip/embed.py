@@ -54,7 +54,8 @@ class EmbedKey:
         v = library_versions()
         parts = {
             "model": self.model_spec, "weights": self.weights_digest, "quantizer": self.quantizer,
-            "qconfig": self.quantizer_config, "device": self.device,
+            # the device type, not its index: workers on cuda:0 and cuda:1 compute the same embeddings
+            "qconfig": self.quantizer_config, "device": torch.device(self.device).type,
             "libs": {k: v[k] for k in ("torch", "open_clip_torch", "transformers", "bitsandbytes", "torchao")},
         }
         if self.matmul_precision != "highest":  # exact-fp32 keys stay as they were

@@ -36,6 +36,7 @@ __all__ = [
     "check_shell_words",
     "one_line",
     "resolve_device",
+    "worker_device",
     "check_model_specs",
     "check_model_spec",
     "check_tiny_names",
@@ -84,7 +85,8 @@ def parse_threshold(text: str) -> tuple[str, float]:
 
 
 def parse_gate(text: str) -> tuple[str, float]:
-    """``METRIC:BOUND`` -> (metric glob, bound)."""
+    """``METRIC:BOUND`` -> (metric glob, bound); the glob must select a declared metric
+    (:mod:`qclip.benchmarks`)."""
     metric, sep, bound = text.rpartition(":")
     try:
         if not sep or not metric:
@@ -92,10 +94,13 @@ def parse_gate(text: str) -> tuple[str, float]:
         value = float(bound)
         if math.isnan(value):
             raise ValueError
-        return metric, value
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"Expected METRIC:BOUND (e.g. 'max_disparity@1:0.02', METRIC may be a glob), but got {text!r}") from None
+    from .gate import check_metric_pattern
+
+    check_metric_pattern(metric, None, text)
+    return metric, value
 
 
 def parse_device(text: str) -> str:
@@ -184,6 +189,20 @@ def resolve_device(option: str, text: str) -> str:
             raise OptionError(option, text, f"Expected a device index below {count} (this machine has {count} "
                                             f"CUDA device(s)), but got {index}")
     return text
+
+
+def worker_device(device: str, worker_id: str | None, device_count: int) -> str:
+    """The device of one xdist worker: a bare ``cuda`` becomes ``cuda:(i mod device_count)`` on worker
+    ``gw<i>``, so ``-n <number of GPUs>`` puts one worker on each GPU; a named ``cuda:N``, ``cpu``, the
+    controller (``worker_id`` None) and a machine without GPUs keep ``device`` as given.
+
+    >>> [worker_device("cuda", f"gw{i}", 2) for i in range(3)], worker_device("cuda:1", "gw0", 2)
+    (['cuda:0', 'cuda:1', 'cuda:0'], 'cuda:1')
+    """
+    if device != "cuda" or worker_id is None or device_count < 1:
+        return device
+    digits = "".join(ch for ch in worker_id if ch.isdigit())
+    return f"cuda:{int(digits) % device_count}" if digits else device
 
 
 def check_model_spec(option: str, text: str) -> str:

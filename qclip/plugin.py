@@ -114,6 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
     options = config.stash[OPTIONS_KEY] = _options(config)  # registers --qclip-quantizer quantizers first
     if _is_worker(config):
         _share_cores(config)
+        options = config.stash[OPTIONS_KEY] = _one_gpu_per_worker(config, options)
     try:
         session = QclipSession(options.session)
     except OSError as exc:  # the cache folder cannot be created
@@ -127,6 +128,20 @@ def pytest_configure(config: pytest.Config) -> None:
         _validate_controller(config, options, session)
         config.stash[CONTROLLER_KEY] = Controller(config, config.stash[SESSION_KEY])
         config.pluginmanager.register(config.stash[CONTROLLER_KEY], "qclip-controller")
+
+
+def _one_gpu_per_worker(config: pytest.Config, options: PluginOptions) -> PluginOptions:
+    """On an xdist worker with ``--qclip-device cuda``: worker i takes ``cuda:(i mod device_count)``."""
+    import dataclasses
+
+    from .options import worker_device
+
+    if options.session.device != "cuda":
+        return options
+    import torch
+
+    device = worker_device("cuda", config.workerinput.get("workerid"), torch.cuda.device_count())
+    return dataclasses.replace(options, session=dataclasses.replace(options.session, device=device))
 
 
 def _share_cores(config: pytest.Config) -> int | None:
@@ -176,6 +191,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if _is_worker(config) and SESSION_KEY in config.stash:
         config.workeroutput["qclip_counters"] = config.stash[SESSION_KEY].counters()
+        config.workeroutput["qclip_device"] = config.stash[SESSION_KEY].options.device
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:

@@ -23,3 +23,43 @@ def test_without_a_crash_entry_the_first_E_line_or_the_last_line():
     assert failure_reason(_report("x", "[gw0] node down: Not properly terminated\n")) == \
         "[gw0] node down: Not properly terminated"
     assert failure_reason(_report(None, "", when="setup")) == "setup failed (no message)"
+
+
+def test_one_gpu_per_worker_with_a_simulated_device_count(monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from qclip.options import PluginOptions, worker_device
+    from qclip.plugin import _one_gpu_per_worker
+    from qclip.session import SessionOptions
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    base = PluginOptions(session=SessionOptions(device="cuda"))
+    got = [_one_gpu_per_worker(SimpleNamespace(workerinput={"workerid": f"gw{i}"}), base).session.device
+           for i in range(5)]
+    assert got == ["cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
+    named = dataclasses.replace(base, session=SessionOptions(device="cuda:2"))
+    assert _one_gpu_per_worker(SimpleNamespace(workerinput={"workerid": "gw0"}), named).session.device == "cuda:2"
+    cpu = dataclasses.replace(base, session=SessionOptions(device="cpu"))
+    assert _one_gpu_per_worker(SimpleNamespace(workerinput={"workerid": "gw1"}), cpu).session.device == "cpu"
+    assert worker_device("cuda", None, 3) == "cuda" and worker_device("cuda", "gw4", 0) == "cuda"
+
+
+def test_the_controller_records_each_workers_device():
+    from qclip.controller import Controller
+
+    ctl = Controller.__new__(Controller)  # only the attributes the hook touches
+    ctl.counters, ctl.worker_devices = {}, {}
+    for i, dev in enumerate(("cuda:0", "cuda:1")):
+        node = SimpleNamespace(gateway=SimpleNamespace(id=f"gw{i}"),
+                               workeroutput={"qclip_counters": {"quantize_calls": 2}, "qclip_device": dev})
+        ctl.pytest_testnodedown(node, None)
+    assert ctl.worker_devices == {"gw0": "cuda:0", "gw1": "cuda:1"} and ctl.counters["quantize_calls"] == 4
+
+
+def test_embedding_keys_name_the_device_type_not_its_index():
+    from qclip.embed import EmbedKey
+
+    parts = [EmbedKey("m", "w", "q", "{}", dev).parts() for dev in ("cuda:0", "cuda:1", "cuda")]
+    assert parts[0] == parts[1] == parts[2] and parts[0]["device"] == "cuda"
