@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from qclip.reliability_tasks import calibration
+from qclip.tasks.reliability import calibration
 
 pytestmark = pytest.mark.qclip(benchmark="calibration")
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from qclip.fairness_tasks import facet_disparities
+from qclip.tasks.fairness import facet_disparities
 
 pytestmark = pytest.mark.qclip(benchmark="facet")
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from qclip.fairness_tasks import fairface_skews
+from qclip.tasks.fairness import fairface_skews
 
 pytestmark = pytest.mark.qclip(benchmark="fairface")
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from qclip.reliability_tasks import ood_detection
+from qclip.tasks.reliability import ood_detection
 
 pytestmark = pytest.mark.qclip(benchmark="ood")
 

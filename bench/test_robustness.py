@@ -8,8 +8,8 @@ import math
 import pytest
 
 from qclip import tasks
-from qclip.corruptions import CORRUPTIONS, Corruption
 from qclip.metrics.robustness import relative_change
+from qclip.tasks.corruptions import CORRUPTIONS, Corruption
 
 pytestmark = pytest.mark.qclip(benchmark="robustness")
 

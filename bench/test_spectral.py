@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from qclip.reliability_tasks import spectral
+from qclip.tasks import spectral
 
 pytestmark = pytest.mark.qclip(benchmark="spectral")
 

@@ -61,7 +61,7 @@ def _blank():
 
 
 def _weight_bytes(qclip, quantizer: str, model) -> int:
-    report = qclip.session.model_meta(qclip.cell.model, quantizer).get("quant_report") or {}
+    report = qclip.run.session.model_meta(qclip.cell.model, quantizer).get("quant_report") or {}
     return int(report.get("weight_bytes") or weight_bytes(model.module))
 
 
@@ -69,7 +69,7 @@ def test_throughput(qclip, benchmark, request):
     if hasattr(request.config, "workerinput"):
         pytest.skip("throughput cells are disabled under xdist (workers share the cores, times would be "
                     "meaningless); run them without -n: pytest bench/test_throughput.py")
-    session = qclip.session
+    session = qclip.run.session
     model = session.pool.quantized(qclip.cell.model, qclip.cell.quantizer)
     got = _measure(session, model, benchmark)
     got_bytes = _weight_bytes(qclip, qclip.cell.quantizer, model)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qclip import tasks
-from qclip.conformance import check_reference, load_references
+from qclip.expect.conformance import check_reference, load_references
 from qclip.models import paper_reference, parse_spec
 
 pytestmark = pytest.mark.qclip(benchmark="zeroshot")

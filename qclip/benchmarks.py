@@ -1,8 +1,8 @@
 """The benchmark families, declared once: their dataset kinds and every metric their cells record, with
 the metric's direction and unit.
 
-This is the one home of metric metadata. The cells (:meth:`qclip.session.CellContext.record` refuses an
-undeclared metric), the regression gate (:mod:`qclip.gate`), the fairness gate, ``qclip gate`` and the
+This is the one home of metric metadata. The cells (:meth:`qclip.run.context.CellContext.record` refuses an
+undeclared metric), the regression gate (:mod:`qclip.expect.gate`), the fairness gate, ``qclip gate`` and the
 report read it; nothing guesses a direction from a metric's name.
 
 Directions:
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 DIRECTIONS = ("higher", "lower", "zero", "none")
-#: the OOD scores every OOD cell records, in this order (qclip.reliability_tasks computes them)
+#: the OOD scores every OOD cell records, in this order (qclip.tasks.reliability computes them)
 OOD_SCORES = ("mcm", "msp", "max_logit", "energy")
 
 

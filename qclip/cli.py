@@ -66,12 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _compare_fail(text: str):
-    from .gate import parse_compare_fail
+    from .expect.gate import parse_compare_fail
 
     return parse_compare_fail(text)
 
 
-# ----- checks of what the values name, after parsing (qclip.options; an OptionError exits with status 2) -----
+# ----- checks of what the values name, after parsing (qclip.run.options; an OptionError exits with status 2) -----
 def _store_path(args) -> Path:
     from .cache import default_cache_dir
 
@@ -81,9 +81,9 @@ def _store_path(args) -> Path:
 def _rows(option: str, ref: str, store_path: Path):
     """Rows of a results file, a report folder or a run in the store (``--baseline``/``--current``)."""
     from .errors import DataFormatError
-    from .gate import load_baseline
-    from .options import OptionError, resolve_run
+    from .expect.gate import load_baseline
     from .results import ResultStore
+    from .run.options import OptionError, resolve_run
 
     path = Path(ref)
     if not (path.is_dir() or path.suffix.lower() in (".csv", ".json")):
@@ -98,7 +98,7 @@ def _rows(option: str, ref: str, store_path: Path):
 
 def _check(args) -> None:
     """Validate what parsing cannot (names, files, runs) and keep what was loaded on ``args``."""
-    from . import options as o
+    from .run import options as o
 
     if args.command != "perf" and args.cache is not None:
         o.check_folder("--cache", args.cache)
@@ -142,7 +142,7 @@ def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argume
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and validate the arguments; a malformed one exits with status 2 and one ``error:`` line."""
-    from .options import OptionError
+    from .run.options import OptionError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -155,7 +155,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _cmd_prepare(args) -> int:
     from .cache import Cache
-    from .embedded import ensure_world, prepare, world_root
+    from .data.synthetic.location import ensure_world, world_root
+    from .models.tiny.weights import prepare
 
     cache = Cache(args.cache)
     names = args.models  # tiny model names, checked by parse_args
@@ -185,7 +186,7 @@ def _cmd_list(args) -> int:
         return 0
     if args.datasets:
         from .data.config import DataConfig
-        from .embedded import ensure_world
+        from .data.synthetic.location import ensure_world
 
         cfg = args.data_config or DataConfig.load(ensure_world(cache) / "qclip.toml")
         for name in cfg.names():
@@ -199,14 +200,25 @@ def _cmd_list(args) -> int:
         ok, reason = check_available(spec)
         line = f"{spec.spec:<52} {'available' if ok else 'unavailable'}"
         if spec.backend == "tiny" and not args.no_eval:
-            from .embedded import tiny_summary
-
             s = tiny_summary(spec.ref, cache)
             line += f"  fp32 top-1 {s['top1']:.3f}  R@5 img {s['image_R@5']:.3f} txt {s['text_R@5']:.3f}"
         elif not ok:
             line += f"  ({reason})"
         print(line)
     return 0
+
+
+def tiny_summary(name: str, cache, progress: bool = False) -> dict[str, float]:
+    """fp32 zero-shot top-1 on ``synth-imagenet`` and retrieval R@5 on ``synth-coco`` of a tiny model
+    (cached like any cell's embeddings), as printed by ``qclip list --models``."""
+    from . import tasks
+    from .run.session import EmbeddingSource, QclipSession, SessionOptions
+
+    session = QclipSession(SessionOptions(models=f"tiny:{name}", cache=str(cache.root), progress=progress))
+    src = EmbeddingSource(session, f"tiny:{name}", "fp32")
+    zs, _ = tasks.zeroshot(src, session.dataset("synth-imagenet"))
+    rt, _ = tasks.retrieval(src, session.dataset("synth-coco"))
+    return {"top1": zs["top1"], "image_R@5": rt["image_retrieval_R@5"], "text_R@5": rt["text_retrieval_R@5"]}
 
 
 def _store(args):
@@ -227,7 +239,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_gate(args) -> int:
-    from .gate import run_gates
+    from .expect.gate import run_gates
 
     outcomes = run_gates(args.current_rows, args.baseline_rows, args.compare_fail)  # loaded by parse_args
     for g in outcomes:

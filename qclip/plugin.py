@@ -3,7 +3,7 @@
 Registered by the repository's root ``conftest.py`` and as a ``pytest11`` entry point. Cells attach
 their result rows to their own test report (``user_properties``); the controller alone (never an
 xdist worker) writes them to the results store as each report arrives, and at the end of the session
-runs the population statistics and writes the report (:mod:`qclip.controller`).
+runs the population statistics and writes the report (:mod:`qclip.run.controller`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import os
 
 import pytest
 
-from .cells import BENCHMARK_KINDS, ROWS_PROPERTY, Cell
-from .options import (
+from .run.cells import BENCHMARK_KINDS, ROWS_PROPERTY, Cell
+from .run.context import CellContext
+from .run.options import (
     OptionError,
     PluginOptions,
     check_compare_fail,
@@ -23,7 +24,7 @@ from .options import (
     parse_positive_int,
     parse_threshold,
 )
-from .session import CellContext, QclipSession
+from .run.session import QclipSession
 
 __all__ = ["SESSION_KEY", "CONTROLLER_KEY", "OPTIONS_KEY"]
 
@@ -32,8 +33,8 @@ CONTROLLER_KEY = pytest.StashKey[object]()
 OPTIONS_KEY = pytest.StashKey[PluginOptions]()
 
 
-# Every option has a parser: an argparse type= (qclip.options: the value's form) and, at configure time,
-# qclip.options.plugin_options (what the value names: quantizers, models, datasets, files, runs).
+# Every option has a parser: an argparse type= (qclip.run.options: the value's form) and, at configure time,
+# qclip.run.options.plugin_options (what the value names: quantizers, models, datasets, files, runs).
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("qclip", "qclip: quantization benchmarks for CLIP models")
     g.addoption("--qclip-models", metavar="SPECS", default=None,
@@ -99,7 +100,7 @@ def _usage_error(exc: OptionError) -> pytest.UsageError:
 
 def _options(config: pytest.Config) -> PluginOptions:
     """Every --qclip-* option and ini value, parsed and validated once (a bad one is a UsageError)."""
-    from .options import plugin_options
+    from .run.options import plugin_options
 
     try:
         return plugin_options(config.getoption, config.getini, config.rootpath,
@@ -123,7 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     _validate(config, session)
     if not _is_worker(config):
-        from .controller import Controller
+        from .run.controller import Controller
 
         _validate_controller(config, options, session)
         config.stash[CONTROLLER_KEY] = Controller(config, config.stash[SESSION_KEY])
@@ -134,7 +135,7 @@ def _one_gpu_per_worker(config: pytest.Config, options: PluginOptions) -> Plugin
     """On an xdist worker with ``--qclip-device cuda``: worker i takes ``cuda:(i mod device_count)``."""
     import dataclasses
 
-    from .options import worker_device
+    from .run.options import worker_device
 
     if options.session.device != "cuda":
         return options
@@ -167,7 +168,7 @@ def _validate(config: pytest.Config, session: QclipSession) -> None:
     """Checks that need the session, before collecting anything: the dataset config loads (its
     DataConfigError is one usage line, not one collection error per bench file) and --qclip-datasets
     names configured datasets."""
-    from .options import check_session_options
+    from .run.options import check_session_options
 
     try:
         check_session_options(config.stash[OPTIONS_KEY], session)
@@ -177,7 +178,7 @@ def _validate(config: pytest.Config, session: QclipSession) -> None:
 
 def _validate_controller(config: pytest.Config, options: PluginOptions, session: QclipSession) -> None:
     """On the controller, before any worker starts: --qclip-resume names a run in the results store."""
-    from .options import resolve_run
+    from .run.options import resolve_run
 
     if options.resume:
         try:
@@ -214,7 +215,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                                 "@pytest.mark.qclip(benchmark=...)")
     benchmark = marker.kwargs.get("benchmark") or marker.args[0]
     session: QclipSession = metafunc.config.stash[SESSION_KEY]
-    from .planning import plan_cells
+    from .run.planning import plan_cells
 
     params = []
     for cell, skip_reason in plan_cells(session, benchmark, BENCHMARK_KINDS[benchmark]):
@@ -263,7 +264,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if controller is not None:
         controller.deselect_finished(items)
     elif _is_worker(config) and "qclip_finished_cells" in config.workerinput:
-        from .controller import deselect_cells
+        from .run.controller import deselect_cells
 
         deselect_cells(config, items, set(config.workerinput["qclip_finished_cells"]))
 

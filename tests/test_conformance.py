@@ -3,7 +3,7 @@ both ways (a drop and an unexplained improvement are both failures)."""
 
 from pathlib import Path
 
-from qclip.conformance import Reference, check_reference, load_references
+from qclip.expect.conformance import Reference, check_reference, load_references
 from qclip.models import PAPER_MODELS
 
 REFS = load_references(Path(__file__).resolve().parents[1] / "bench" / "reference" / "zeroshot.yaml")

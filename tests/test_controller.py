@@ -1,10 +1,10 @@
-"""qclip.controller pieces that need no pytest session: the failure reason of a report."""
+"""qclip.run.controller pieces that need no pytest session: the failure reason of a report."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from qclip.controller import failure_reason
+from qclip.run.controller import failure_reason
 
 
 def _report(longrepr, text="", when="call"):
@@ -30,9 +30,9 @@ def test_one_gpu_per_worker_with_a_simulated_device_count(monkeypatch):
 
     import torch
 
-    from qclip.options import PluginOptions, worker_device
     from qclip.plugin import _one_gpu_per_worker
-    from qclip.session import SessionOptions
+    from qclip.run.options import PluginOptions, worker_device
+    from qclip.run.session import SessionOptions
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     base = PluginOptions(session=SessionOptions(device="cuda"))
@@ -47,7 +47,7 @@ def test_one_gpu_per_worker_with_a_simulated_device_count(monkeypatch):
 
 
 def test_the_controller_records_each_workers_device():
-    from qclip.controller import Controller
+    from qclip.run.controller import Controller
 
     ctl = Controller.__new__(Controller)  # only the attributes the hook touches
     ctl.counters, ctl.worker_devices = {}, {}

@@ -16,7 +16,7 @@ def test_matmul_precision_keeps_tf32_embeddings_apart_and_exact_keys_unchanged(t
 def test_session_applies_and_keys_the_precision(tmp_path):
     import torch
 
-    from qclip.session import QclipSession, SessionOptions
+    from qclip.run.session import QclipSession, SessionOptions
 
     before = torch.get_float32_matmul_precision()
     try:

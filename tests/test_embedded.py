@@ -25,8 +25,9 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(cache, world root, spec, trained module) for tiny-a, built once for this module."""
-    from qclip.embedded import ensure_world, tiny_weights
+    from qclip.data.synthetic.location import ensure_world
     from qclip.models.tiny import TINY_MODELS, build_tiny_module
+    from qclip.models.tiny.weights import tiny_weights
 
     cache = Cache(tmp_path_factory.mktemp("qclip-cache"))
     root = ensure_world(cache, progress=False)
@@ -61,7 +62,7 @@ def test_planted_effects_are_recovered_with_their_sign(trained):
 
 def test_zeroshot_matches_a_naive_loop_to_1e6(trained):
     from qclip import tasks
-    from qclip.session import EmbeddingSource, QclipSession, SessionOptions
+    from qclip.run.session import EmbeddingSource, QclipSession, SessionOptions
 
     cache, root, spec, module = trained
     session = QclipSession(SessionOptions(models=f"tiny:{MODEL}", cache=str(cache.root), progress=False))

@@ -1,4 +1,4 @@
-"""qclip.gate: parsing --qclip-compare-fail, metric directions, and regressions against a baseline."""
+"""qclip.expect.gate: parsing --qclip-compare-fail, metric directions, and regressions against a baseline."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from qclip.benchmarks import FAMILIES, direction_of
-from qclip.gate import (
+from qclip.expect.gate import (
     GateOutcome,
     RegressionCheck,
     compare,

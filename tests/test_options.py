@@ -23,8 +23,8 @@ pytest_plugins = ["pytester"]
 # pytester's in-process runs drop the modules they imported afterwards; a C extension imported there
 # (numpy.fft through scipy, by the controller's session finish) cannot be loaded again later, so what
 # those runs import is imported here first
-for _name in ("qclip.cli", "qclip.controller", "qclip.data.config", "qclip.data.synthetic", "qclip.gate",
-              "qclip.models", "qclip.options", "qclip.quantize", "qclip.report", "qclip.results", "qclip.stats"):
+for _name in ("qclip.cli", "qclip.run.controller", "qclip.data.config", "qclip.data.synthetic", "qclip.expect.gate",
+              "qclip.models", "qclip.run.options", "qclip.quantize", "qclip.report", "qclip.results", "qclip.stats"):
     importlib.import_module(_name)
 
 ROOT = Path(__file__).resolve().parents[1]

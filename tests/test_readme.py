@@ -46,10 +46,10 @@ def test_the_adding_a_quantizer_snippet_runs_verbatim():
 
 def test_the_cell_ids_it_shows_exist():
     from qclip.benchmarks import FAMILIES
-    from qclip.cells import Cell
     from qclip.data.synthetic import DATASETS
     from qclip.models import expand_models
     from qclip.quantize import list_quantizers
+    from qclip.run.cells import Cell
 
     shown = re.findall(r"test_(\w+)\[([^\]\s`]+)\]", README)
     assert shown, "the README shows no cell id"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sst
 
-from qclip.gate import GateOutcome
+from qclip.expect.gate import GateOutcome
 from qclip.metrics.calibration import ece, reliability_diagram
 from qclip.report import REPORT_FILES, terminal_summary, write_report
 from qclip.report.document import build_document

@@ -13,8 +13,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from qclip.data import _draw, _parts, _vocab
-from qclip.data.synthetic import DATASETS, GENERATOR_VERSION, generate_world, read_manifest, world_is_complete
+from qclip.data.synthetic import (
+    DATASETS,
+    GENERATOR_VERSION,
+    _draw,
+    _parts,
+    _vocab,
+    generate_world,
+    read_manifest,
+    world_is_complete,
+)
 
 
 def _tree_digests(root: Path) -> dict[str, str]:

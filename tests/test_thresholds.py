@@ -2,7 +2,7 @@
 
 import pytest
 
-from qclip.thresholds import load_thresholds, threshold_for
+from qclip.expect.thresholds import load_thresholds, threshold_for
 
 
 def test_defaults_ini_and_cli_in_that_order():

@@ -35,13 +35,13 @@ import numpy as np
 
 from ._validation import float_array
 
-__all__ = ["effective_rank", "numerical_rank_tolerance", "spectral_analysis", "DEFAULT_BANDS"]
+__all__ = ["effective_rank", "spectral_analysis", "DEFAULT_BANDS"]
 
 DEFAULT_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.5), (0.5, 1.0))
 
 
 def _nonzero(s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return np.where(s > numerical_rank_tolerance(s, shape), s, 0.0)
+    return np.where(s > _rank_tolerance(s, shape), s, 0.0)
 
 
 def _erank(s: np.ndarray) -> float:
@@ -70,7 +70,7 @@ def effective_rank(feats: Any, center: bool = True, validate_args: bool = True) 
     return _erank(_nonzero(np.linalg.svd(x, compute_uv=False), x.shape))
 
 
-def numerical_rank_tolerance(s: np.ndarray, shape: tuple[int, int]) -> float:
+def _rank_tolerance(s: np.ndarray, shape: tuple[int, int]) -> float:
     """``eps · s_max · max(N, D)``: singular values at or below it count as zero (numpy's matrix_rank)."""
     return float(np.finfo(np.float64).eps * (s.max() if s.size else 0.0) * max(shape))
 
@@ -133,7 +133,7 @@ def spectral_analysis(
     xc, yc = x - mx, y - my
     noise = yc - xc
     _, s, vt = np.linalg.svd(xc, full_matrices=False)
-    s = np.where(s > numerical_rank_tolerance(s, x.shape), s, 0.0)
+    s = np.where(s > _rank_tolerance(s, x.shape), s, 0.0)
     rank = int(np.count_nonzero(s))
     signal = s**2
     total_signal = float(signal.sum())

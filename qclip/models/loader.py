@@ -39,7 +39,7 @@ def weights_digest_for(spec: ModelSpec | str, cache: Cache | None = None) -> str
 
         return hashlib.sha256(f"{spec.spec}:{torch.__version__}".encode()).hexdigest()[:16]
     if spec.backend == "tiny":
-        from ..embedded import tiny_weights_key
+        from .tiny.weights import tiny_weights_key
 
         return tiny_weights_key(spec.ref, cache or Cache())[:16]
     if spec.backend == "open_clip":
@@ -82,10 +82,10 @@ def check_available(spec: ModelSpec | str) -> tuple[bool, str]:
 
 
 def _tiny(spec: ModelSpec, cache: Cache, progress: bool) -> ClipModel:
-    from ..embedded import tiny_weights
     from .hf_backend import HFClipModel
     from .open_clip_backend import OpenClipModel
     from .tiny import TINY_MODELS, build_tiny_module, tiny_preprocess, tiny_tokenizer
+    from .tiny.weights import tiny_weights
 
     tspec = TINY_MODELS[spec.ref]
     state, key = tiny_weights(spec.ref, cache, progress=progress)

@@ -295,8 +295,8 @@ class _PlainSource:
 def _evaluations(data_config, datasets: Callable[[str], object]) -> list[tuple[str, Callable]]:
     """(label, fn(src)) for every (family, dataset) evaluation of :data:`FAMILIES` on the config."""
     from .. import tasks
-    from ..fairness_tasks import fairface_skews
-    from ..reliability_tasks import calibration, ood_detection
+    from ..tasks.fairness import fairface_skews
+    from ..tasks.reliability import calibration, ood_detection
 
     evs: list[tuple[str, Callable]] = []
     names = {kind: data_config.names(kind) for kind in ("imagefolder", "coco", "ood", "fairface")}
@@ -323,12 +323,12 @@ def families_vs_per_task(spec: str, quantizer: str = "bnb-int8", data: str | Non
     from ..data.config import DataConfig
     from ..models import load_model
     from ..quantize import create_quantizer
-    from ..session import EmbeddingSource, QclipSession, SessionOptions
+    from ..run.session import EmbeddingSource, QclipSession, SessionOptions
 
     _quiet()
     base = Path(base_cache) if base_cache else Cache(None).root
     if data is None:
-        from ..embedded import ensure_world
+        from ..data.synthetic.location import ensure_world
 
         data = str(ensure_world(Cache(base), progress=False) / "qclip.toml")
     cfg = DataConfig.load(data)

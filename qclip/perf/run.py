@@ -20,8 +20,8 @@ __all__ = ["add_arguments", "run", "machine_info"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # every value has a parser here (its form) or in qclip.cli's checks (what it names): see qclip.options
-    from ..options import check_shell_words, parse_device, parse_fraction, parse_positive_int
+    # every value has a parser here (its form) or in qclip.cli's checks (what it names): see qclip.run.options
+    from ..run.options import check_shell_words, parse_device, parse_fraction, parse_positive_int
 
     what = p.add_argument_group("what to measure (default: --throughput --cold-warm --families)")
     what.add_argument("--throughput", action="store_true", help="(a) qclip's embedding path vs a plain open_clip loop")

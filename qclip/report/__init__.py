@@ -61,8 +61,8 @@ def write_report(
     """Write ``out_root/<run_id>/`` and refresh ``out_root/latest``; return the run's folder.
 
     ``run_id`` may be any reference :meth:`ResultStore.resolve` accepts. ``gates``
-    is a list of :class:`qclip.gate.GateOutcome` (or dicts with ``name``,
-    ``passed``, ``details``, or :class:`qclip.gate.Regression` objects, each a
+    is a list of :class:`qclip.expect.gate.GateOutcome` (or dicts with ``name``,
+    ``passed``, ``details``, or :class:`qclip.expect.gate.Regression` objects, each a
     failure); None means no gate was configured. ``stats`` is the run's
     :func:`qclip.stats.population_stats` when the caller already has it. ``figure_memo`` is a
     folder where figures are kept by content (see :func:`qclip.report.figures.write_figures`).

@@ -29,7 +29,7 @@ def _used(rows: pd.DataFrame | None) -> set[str]:
 
 def collect_summaries(rows: pd.DataFrame | None, session, first: int = FIRST_ROWS) -> dict[str, dict]:
     """``{name: summary}`` for each configured dataset the ``rows`` use, read through ``session.dataset``
-    (a :class:`qclip.session.QclipSession`: its data config and its per-process dataset cache).
+    (a :class:`qclip.run.session.QclipSession`: its data config and its per-process dataset cache).
 
     Never raises: a dataset that cannot be read now gets ``{"name", "error"}`` instead of its counts."""
     used = _used(rows)

@@ -9,8 +9,7 @@ import pytest
 from qclip.data import RetrievalSet, read_coco_captions
 from qclip.data.coco import ANNOTATION_CANDIDATES
 from qclip.errors import DataFormatError, DatasetUnavailable
-
-from ._helpers import FIXTURES, copy_sample
+from tests.data._helpers import FIXTURES, copy_sample
 
 SAMPLE = FIXTURES / "coco_sample"
 ANN = "annotations/captions_karpathy_test.json"

@@ -15,8 +15,7 @@ from qclip.data import (
     SpuriousSet,
 )
 from qclip.errors import DataFormatError, DatasetUnavailable, UnknownDatasetError
-
-from ._helpers import FIXTURES
+from tests.data._helpers import FIXTURES
 
 SAMPLES_TOML = FIXTURES / "qclip.toml"
 

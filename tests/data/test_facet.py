@@ -8,8 +8,7 @@ import pytest
 
 from qclip.data import FacetSet, facet_classes, read_facet, skin_tone_from_votes
 from qclip.errors import DataFormatError, DatasetUnavailable
-
-from ._helpers import FIXTURES, copy_sample, corrupt, edit_csv
+from tests.data._helpers import FIXTURES, copy_sample, corrupt, edit_csv
 
 SAMPLE = FIXTURES / "facet_sample"
 

@@ -8,8 +8,7 @@ import pytest
 
 from qclip.data import FairFaceSet, load_fairface_prompts, read_fairface
 from qclip.errors import DataFormatError, DatasetUnavailable
-
-from ._helpers import FIXTURES, copy_sample, edit_csv
+from tests.data._helpers import FIXTURES, copy_sample, edit_csv
 
 SAMPLE = FIXTURES / "fairface_sample"
 LABELS = "fairface_label_val.csv"

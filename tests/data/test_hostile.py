@@ -27,9 +27,8 @@ from qclip.data import (
 )
 from qclip.data.base import OUTSIDE_ROOT, DataExclusionWarning
 from qclip.errors import DataFormatError
-
-from ._helpers import copy_sample, edit_csv
-from ._sentinel import SENTINEL, bomb_png, empty, make_outside, truncate, watch
+from tests.data._helpers import copy_sample, edit_csv
+from tests.data._sentinel import SENTINEL, bomb_png, empty, make_outside, truncate, watch
 
 
 @pytest.fixture

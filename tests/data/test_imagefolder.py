@@ -11,8 +11,7 @@ from PIL import Image
 from qclip.data import ClassificationSet, format_prompts, read_imagefolder, read_ood_folder, resolve_templates
 from qclip.data.prompts import _zero_shot_metadata, imagenet_wnids
 from qclip.errors import DataFormatError, DatasetUnavailable
-
-from ._helpers import FIXTURES, copy_sample, corrupt
+from tests.data._helpers import FIXTURES, copy_sample, corrupt
 
 SAMPLE = FIXTURES / "imagenet_sample"
 

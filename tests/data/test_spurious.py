@@ -6,8 +6,7 @@ import pytest
 
 from qclip.data import SpuriousSet, read_spurious
 from qclip.errors import DataFormatError, DatasetUnavailable
-
-from ._helpers import FIXTURES, copy_sample, edit_csv
+from tests.data._helpers import FIXTURES, copy_sample, edit_csv
 
 SAMPLE = FIXTURES / "waterbirds_sample"
 

@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qclip.metrics import calibration as cal
-
-from ._inputs import CALIBRATION, CLASSIFICATION, MetricTester, make_classification, softmax
+from tests.metrics._inputs import CALIBRATION, CLASSIFICATION, MetricTester, make_classification, softmax
 
 # --- references --------------------------------------------------------------------------------
 

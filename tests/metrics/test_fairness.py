@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from qclip.metrics import fairness as fr
-
-from ._inputs import GROUPED, MetricTester, make_grouped
+from tests.metrics._inputs import GROUPED, MetricTester, make_grouped
 
 # --- references --------------------------------------------------------------------------------
 

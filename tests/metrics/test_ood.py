@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qclip.metrics import ood
-
-from ._inputs import CLASSIFICATION, OOD, MetricTester
+from tests.metrics._inputs import CLASSIFICATION, OOD, MetricTester
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

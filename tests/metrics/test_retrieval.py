@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qclip.metrics import retrieval as rt
-
-from ._inputs import RETRIEVAL, MetricTester, make_retrieval
+from tests.metrics._inputs import RETRIEVAL, MetricTester, make_retrieval
 
 # --- reference ---------------------------------------------------------------------------------
 

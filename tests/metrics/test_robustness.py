@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qclip.metrics import robustness as rb
-
-from ._inputs import MetricTester
+from tests.metrics._inputs import MetricTester
 
 # --- references --------------------------------------------------------------------------------
 

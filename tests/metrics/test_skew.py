@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qclip.metrics import fairness, skew
-
-from ._inputs import RANKING, MetricTester, make_ranking
+from tests.metrics._inputs import RANKING, MetricTester, make_ranking
 
 # --- references --------------------------------------------------------------------------------
 

@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qclip.metrics import spectral as sp
-
-from ._inputs import SPECTRAL, MetricTester
+from tests.metrics._inputs import SPECTRAL, MetricTester
 
 # --- reference ---------------------------------------------------------------------------------
 

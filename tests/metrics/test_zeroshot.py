@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qclip.metrics import zeroshot as zs
-
-from ._inputs import CLASSIFICATION, MetricTester, make_classification, ties_classification
+from tests.metrics._inputs import CLASSIFICATION, MetricTester, make_classification, ties_classification
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from qclip.data._vocab import SOURCES
-from qclip.models.tiny import (
+from qclip.data.synthetic._vocab import SOURCES
+from qclip.models.tiny.model import (
     TINY_MODELS,
     TinySpec,
     _normalize_pixels,

@@ -16,8 +16,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from qclip.data import _draw as D
-from qclip.data import _vocab as V
+from . import _draw as D
+from . import _vocab as V
 
 PRESENTATIONS = ["masc", "fem"]
 TONES = list(range(1, 11))
@@ -366,7 +366,7 @@ def write_fairface(w, rng, sz, bar) -> dict:
     w.write("fairface/prompts.csv", _csv(
         ["template", "concept", "valence"], prompts,
         comment="Synthetic world prompts: the 11 templates of Berg et al. 2022 x the world's 16 concepts\n"
-                "(qclip.data._vocab.CONCEPTS), one prompt per row; every concept occurs in training captions."))
+                "(qclip.data.synthetic._vocab.CONCEPTS), one prompt per row; every concept occurs in training captions."))
     return {"datasets": {"synth-fairface": {"faces": len(rows), "prompts": len(prompts),
                                             "concepts": list(V.CONCEPTS)}}}
 

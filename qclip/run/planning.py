@@ -16,7 +16,7 @@ def _patterns(text: str) -> list[str]:
 
 def selected_quantizers(session: QclipSession) -> list[str]:
     """Registered quantizers matching ``--qclip-quantizers``; an exact name that is unknown fails fast."""
-    from .quantize import create_quantizer, list_quantizers
+    from ..quantize import create_quantizer, list_quantizers
 
     out: list[str] = []
     for pat in _patterns(session.options.quantizers):
@@ -41,7 +41,7 @@ def selected_datasets(session: QclipSession, kinds: tuple[str, ...]) -> list[str
 
 
 def quantizer_skip_reason(session: QclipSession, name: str) -> str:
-    from .quantize import create_quantizer, quantizer_available
+    from ..quantize import create_quantizer, quantizer_available
 
     q = create_quantizer(name)
     ok, reason = quantizer_available(q, session.options.device)
@@ -55,7 +55,7 @@ def quantizer_skip_reason(session: QclipSession, name: str) -> str:
 
 def plan_cells(session: QclipSession, benchmark: str, kinds: tuple[str, ...]) -> list[tuple[Cell, str]]:
     """Every (cell, skip reason) of a benchmark family; the reason is '' for cells that run."""
-    from .models import check_available, expand_models
+    from ..models import check_available, expand_models
 
     models = expand_models(session.options.models)
     quantizers = selected_quantizers(session)

@@ -7,20 +7,18 @@ image embeddings of the zero-shot cells.
   and evaluated on the other (odd indices), so the report can show calibration before and after it.
 * OOD (ID positive): MCM = max softmax(cosine / T), T = 1 (Ming et al. 2022); MSP with the logit scale;
   max-logit; energy. AUROC, FPR@95TPR, AUPR-In, AUPR-Out per OOD set.
-* Spectral: SVD of the centred fp32 features vs the quantization noise on the same images.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .benchmarks import OOD_SCORES
-from .metrics import calibration as cal
-from .metrics import ood
-from .metrics.spectral import spectral_analysis
-from .tasks import classifier_outputs
+from ..benchmarks import OOD_SCORES
+from ..metrics import calibration as cal
+from ..metrics import ood
+from .accuracy import classifier_outputs
 
-__all__ = ["calibration", "ood_detection", "spectral", "OOD_SCORES"]
+__all__ = ["calibration", "ood_detection", "OOD_SCORES"]
 
 
 
@@ -61,10 +59,3 @@ def ood_detection(src, id_dataset, ood_datasets: dict) -> dict[tuple[str, str], 
         for score in OOD_SCORES:
             res[(name, score)] = ood.ood_metrics(id_scores[score], o_scores[score])
     return res
-
-
-def spectral(ref_src, q_src, dataset) -> dict:
-    """Spectral analysis of the quantization noise on the image features of ``dataset``."""
-    ref = ref_src.image_embeddings(dataset).numpy().astype(np.float64)
-    got = q_src.image_embeddings(dataset).numpy().astype(np.float64)
-    return spectral_analysis(ref, got)

@@ -155,7 +155,7 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def background(name: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """A ``float32 [h, w, 3]`` background; see :data:`qclip.data._vocab.BACKGROUNDS`."""
+    """A ``float32 [h, w, 3]`` background; see :data:`qclip.data.synthetic._vocab.BACKGROUNDS`."""
     yy, xx = _grid(h, w)
     jitter = rng.uniform(-0.05, 0.05)
     noise = rng.normal(0.0, 1.0, (h, w, 1)).astype(np.float32)
@@ -329,7 +329,7 @@ def render_person(cls: str, presentation: str, tone: int, age: str, hair: str, b
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A standing figure in a 32x32 panel. Presentation: hair length and torso shape; tone:
     the Monk colour of head and hands; age: height, head size, hair colour; class: uniform
-    colours, a hat and/or a held item (see ``qclip.data._vocab.PERSON_CLASSES``)."""
+    colours, a hat and/or a held item (see ``qclip.data.synthetic._vocab.PERSON_CLASSES``)."""
     L = Layer()
     skin = np.asarray(MONK_TONES[tone - 1]) * rng.uniform(0.97, 1.03)
     s = {"young": 0.8, "middle": 1.0, "older": 0.96}[age]

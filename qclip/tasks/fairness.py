@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics.fairness import disparity
-from .metrics.skew import prompt_skews
-from .tasks import classifier_outputs
+from ..metrics.fairness import disparity
+from ..metrics.skew import prompt_skews
+from .accuracy import classifier_outputs
 
 __all__ = ["FACET_GROUPS", "FAIRFACE_ATTRIBUTES", "facet_disparities", "fairface_skews"]
 

@@ -43,8 +43,8 @@ def _git_commit(root: Path) -> str:
 def run_metadata(config: pytest.Config, session: QclipSession) -> dict:
     import torch
 
-    from . import __version__
-    from .cache import library_versions
+    from .. import __version__
+    from ..cache import library_versions
 
     device = session.options.device
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -73,7 +73,7 @@ class Controller:
     """Writes rows as reports arrive; at the end runs statistics, the report and the gates."""
 
     def __init__(self, config: pytest.Config, session: QclipSession):
-        from .gate import parse_compare_fail
+        from ..expect.gate import parse_compare_fail
 
         self.config, self.session = config, session
         self._store = None
@@ -87,7 +87,7 @@ class Controller:
         self.baseline_rows = None
         if self.baseline:  # the Controller exists on the controller only
             # loaded up front, before this run exists in the store, so 'latest' means the previous run
-            from .gate import load_baseline
+            from ..expect.gate import load_baseline
 
             try:
                 self.baseline_rows = load_baseline(self.baseline, self.store)
@@ -112,7 +112,7 @@ class Controller:
     def store(self):
         """The results store, opened on first use (a session without cells opens none)."""
         if self._store is None:
-            from .results import ResultStore
+            from ..results import ResultStore
 
             path = self.config.getoption("qclip_results") or str(self.session.cache.root / "results.sqlite")
             self._store = ResultStore(path)
@@ -184,10 +184,10 @@ class Controller:
     # ----- end of session -------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from .gate import run_gates
-        from .report import terminal_summary, write_report
-        from .report.sections_data import META_KEY, collect_summaries
-        from .stats import population_stats
+        from ..expect.gate import run_gates
+        from ..report import terminal_summary, write_report
+        from ..report.sections_data import META_KEY, collect_summaries
+        from ..stats import population_stats
 
         if not self.started:
             return

@@ -26,7 +26,7 @@ is drawn from ``seed`` (same seed, same bytes) and written under ``root``:
 Attributes (the roles of FACET's and FairFace's sensitive attributes): ``presentation``
 (masc/fem: hair length and torso shape; FairFace gender Male/Female), ``tone`` (Monk 1..10:
 skin colour; FACET: 3 annotator votes around the true tone, sometimes ``na``; FairFace race:
-an arbitrary labelling of tone bands, :data:`~qclip.data._vocab.TONE_TO_RACE`) and ``age``
+an arbitrary labelling of tone bands, :data:`~qclip.data.synthetic._vocab.TONE_TO_RACE`) and ``age``
 (young/middle/older: height, head size, hair colour; FairFace: one of the real bins of the
 band). Planted effects live only in the training pool; every evaluation set is balanced.
 See ``world.json["planted"]`` for the effects and their expected signs:
@@ -62,8 +62,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qclip.data import _draw as D
-from qclip.data import _parts
+from . import _draw as D
+from . import _parts
 
 __all__ = ["GENERATOR_VERSION", "WorldSize", "SIZES", "DATASETS", "generate_world", "world_is_complete",
            "read_manifest"]

@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .benchmarks import FAMILIES
+from ..benchmarks import FAMILIES
 
 __all__ = ["Cell", "BENCHMARK_KINDS", "ROWS_PROPERTY", "safe_id"]
 

@@ -3,7 +3,7 @@ model alike. No pytest here, and no metric math: the formulas live in :mod:`qcli
 
 Each task takes an embedding *source* (an object with ``image_embeddings(dataset, transform=None,
 transform_id='')``, ``text_embeddings(texts)`` and ``logit_scale``, e.g.
-:class:`qclip.session.EmbeddingSource`) and a dataset, and returns ``{metric: value}`` plus the
+:class:`qclip.run.session.EmbeddingSource`) and a dataset, and returns ``{metric: value}`` plus the
 sample count. Embeddings come through the cache, so the zero-shot, calibration, OOD and spectral
 cells of one (model, quantizer, dataset) share one image-embedding computation.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import format_prompts
-from .metrics import zeroshot as zs
-from .metrics.retrieval import retrieval_recall
+from ..data import format_prompts
+from ..metrics import zeroshot as zs
+from ..metrics.retrieval import retrieval_recall
 
 __all__ = ["ClassifierOutputs", "class_prompts", "classifier_outputs", "zeroshot", "retrieval"]
 
@@ -63,23 +63,3 @@ def retrieval(src, dataset, ks=(1, 5, 10)) -> tuple[dict[str, float], int]:
     txt = src.text_embeddings(captions["caption"].tolist()).numpy()
     t2i = captions["image_index"].to_numpy(dtype=np.int64)
     return retrieval_recall(img, txt, t2i, ks=ks), len(img)
-
-
-def corrupted_top1(src, dataset, corruption) -> float:
-    """Zero-shot top-1 on ``dataset`` with an evaluation-time corruption (qclip.corruptions)."""
-    from .corruptions import make_corruption
-
-    mean, std = src.preprocess_stats()
-    fn = make_corruption(corruption, mean, std)
-    out = classifier_outputs(src, dataset, transform=fn, transform_id=corruption.id)
-    return zs.zeroshot_metrics(out.logits, out.labels)["top1"]
-
-
-def worst_group(src, dataset) -> tuple[dict, dict]:
-    """Worst-group, average and mean-group accuracy on a group-annotated set, plus per-group accuracy."""
-    from .metrics.robustness import group_accuracy, worst_group_accuracy
-
-    out = classifier_outputs(src, dataset)
-    pred = zs.predictions(out.logits)
-    groups = dataset.table["group"].to_numpy()
-    return worst_group_accuracy(pred, out.labels, groups), group_accuracy(pred, out.labels, groups)

@@ -97,7 +97,7 @@ def parse_gate(text: str) -> tuple[str, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"Expected METRIC:BOUND (e.g. 'max_disparity@1:0.02', METRIC may be a glob), but got {text!r}") from None
-    from .gate import check_metric_pattern
+    from ..expect.gate import check_metric_pattern
 
     check_metric_pattern(metric, None, text)
     return metric, value
@@ -133,8 +133,8 @@ def parse_fraction(text: str) -> float:
 
 
 def check_compare_fail(text: str) -> str:
-    """``METRIC:X`` / ``METRIC:X%`` checked with :func:`qclip.gate.parse_compare_fail`; the text is kept."""
-    from .gate import parse_compare_fail
+    """``METRIC:X`` / ``METRIC:X%`` checked with :func:`qclip.expect.gate.parse_compare_fail`; the text is kept."""
+    from ..expect.gate import parse_compare_fail
 
     parse_compare_fail(text)  # ArgumentTypeError naming the expected form
     return text
@@ -159,7 +159,7 @@ def check_shell_words(text: str) -> str:
 
 # ----- checks against what is known (OptionError) ------------------------------------------------
 def _suggest(name: str, known: Iterable[str]) -> str:
-    from .errors import suggest
+    from ..errors import suggest
 
     return suggest(name, known)
 
@@ -207,8 +207,8 @@ def worker_device(device: str, worker_id: str | None, device_count: int) -> str:
 
 def check_model_spec(option: str, text: str) -> str:
     """One model spec (not a set)."""
-    from .errors import UnknownModelError
-    from .models import parse_spec
+    from ..errors import UnknownModelError
+    from ..models import parse_spec
 
     try:
         parse_spec(text.strip())
@@ -219,8 +219,8 @@ def check_model_spec(option: str, text: str) -> str:
 
 def check_model_specs(option: str, text: str) -> str:
     """Comma-separated model specs and set names; a bare word must be a set or a tiny model."""
-    from .errors import UnknownModelError
-    from .models.specs import SET_NAMES, _tiny_names, expand_models
+    from ..errors import UnknownModelError
+    from ..models.specs import SET_NAMES, _tiny_names, expand_models
 
     for item in _items(option, text, "model specs or sets"):
         if ":" not in item and item not in SET_NAMES and item not in _tiny_names():
@@ -236,7 +236,7 @@ def check_model_specs(option: str, text: str) -> str:
 
 def check_tiny_names(option: str, text: str) -> list[str]:
     """``tiny`` (all) or comma-separated tiny model names -> the names."""
-    from .models.specs import _tiny_names
+    from ..models.specs import _tiny_names
 
     known = _tiny_names()
     if text.strip() == "tiny":
@@ -250,7 +250,7 @@ def check_tiny_names(option: str, text: str) -> list[str]:
 
 def check_quantizer_patterns(option: str, text: str) -> str:
     """Comma-separated quantizer names or fnmatch patterns: a name must be registered, a pattern match one."""
-    from .quantize import list_quantizers
+    from ..quantize import list_quantizers
 
     known = list_quantizers()
     for pat in _items(option, text, "quantizer names or patterns"):
@@ -265,7 +265,7 @@ def check_quantizer_patterns(option: str, text: str) -> str:
 
 def check_quantizer_names(option: str, text: str) -> str:
     """Comma-separated registered quantizer names (no patterns)."""
-    from .quantize import list_quantizers
+    from ..quantize import list_quantizers
 
     known = list_quantizers()
     for name in _items(option, text, "quantizer names"):
@@ -276,7 +276,7 @@ def check_quantizer_names(option: str, text: str) -> str:
 
 def check_threshold_names(option: str, pairs: Iterable[tuple[str, float]], texts: Iterable[str] | None = None) -> None:
     """Each threshold names a registered quantizer, the last part of one (``nf4``) or ``default``."""
-    from .quantize import list_quantizers
+    from ..quantize import list_quantizers
 
     known = list_quantizers()
     texts = list(texts) if texts is not None else [f"{n}={v:g}" for n, v in pairs]
@@ -307,8 +307,8 @@ def check_file_path(option: str, text: str) -> str:
 
 def load_data_config(option: str, path: str):
     """The :class:`~qclip.data.config.DataConfig` of ``path``; its DataConfigError as one OptionError."""
-    from .data.config import DataConfig
-    from .errors import DataFormatError
+    from ..data.config import DataConfig
+    from ..errors import DataFormatError
 
     try:
         return DataConfig.load(path)
@@ -318,7 +318,7 @@ def load_data_config(option: str, path: str):
 
 def synthetic_dataset_names() -> list[str]:
     """The datasets of the synthetic world (known without generating it)."""
-    from .data.synthetic import DATASETS
+    from ..data.synthetic import DATASETS
 
     return sorted(DATASETS)
 
@@ -337,7 +337,7 @@ def check_dataset_patterns(option: str, text: str, known: list[str]) -> str:
 
 def load_quantizer_refs(option: str, refs: Iterable[str]) -> None:
     """Import and register each ``MODULE:ATTR`` quantizer; an import or lookup failure is one OptionError."""
-    from .quantize import load_quantizer_from_path
+    from ..quantize import load_quantizer_from_path
 
     for ref in refs:
         try:
@@ -349,7 +349,7 @@ def load_quantizer_refs(option: str, refs: Iterable[str]) -> None:
 
 def resolve_run(option: str, ref: str, store_path: str | Path) -> str:
     """The run id ``ref`` names in the results store at ``store_path`` (which must exist)."""
-    from .results import ResultStore, UnknownRunError
+    from ..results import ResultStore, UnknownRunError
 
     path = Path(store_path).expanduser()
     if not path.is_file():
@@ -368,14 +368,14 @@ def resolve_run(option: str, ref: str, store_path: str | Path) -> str:
 class PluginOptions:
     """Every ``--qclip-*`` option and ini value of a pytest session, parsed and validated."""
 
-    session: Any  # qclip.session.SessionOptions (imported lazily: it imports torch)
+    session: Any  # qclip.run.session.SessionOptions (imported lazily: it imports torch)
     quantizer_refs: tuple[str, ...] = ()
     results: str | None = None
     resume: str | None = None
     reports: str = "reports"
     no_report: bool = False
     baseline: str | None = None
-    compare_fail: tuple = ()  # qclip.gate.RegressionCheck
+    compare_fail: tuple = ()  # qclip.expect.gate.RegressionCheck
     data_source: str = ""  # how data was chosen: '--qclip-data', the rootdir's qclip.toml, or '' (synthetic)
 
 
@@ -385,9 +385,9 @@ def plugin_options(getoption: Callable[[str], Any], getini: Callable[[str], Any]
     the first bad one. Registers ``--qclip-quantizer`` quantizers first, so names can refer to them.
     Checks that need the session (datasets) or the controller (runs) are :func:`check_session_options`
     and :func:`resolve_run`."""
-    from .gate import parse_compare_fail
+    from ..expect.gate import parse_compare_fail
+    from ..expect.thresholds import load_thresholds
     from .session import SessionOptions
-    from .thresholds import load_thresholds
 
     refs = tuple(getoption("qclip_quantizer") or ())
     load_quantizer_refs("--qclip-quantizer", refs)
@@ -460,7 +460,7 @@ def plugin_options(getoption: Callable[[str], Any], getini: Callable[[str], Any]
 
 def check_session_options(options: PluginOptions, session) -> None:
     """Checks that need the session: the dataset config loads, ``--qclip-datasets`` names configured sets."""
-    from .errors import DataFormatError
+    from ..errors import DataFormatError
 
     if options.session.data:
         try:

@@ -1,0 +1,3 @@
+from .model import _main
+
+raise SystemExit(_main())

@@ -1,0 +1,15 @@
+"""Benchmark computations on embeddings: what a cell computes, for the fp32 reference and the quantized
+model alike. One module per family group, the same groups as ``qclip/report/sections_<group>.py``:
+:mod:`.accuracy` (zero-shot, retrieval), :mod:`.fairness` (FACET, FairFace), :mod:`.reliability`
+(calibration, OOD) and :mod:`.robustness` (corruptions, worst group, spectral). No pytest here and no
+metric math: the formulas live in :mod:`qclip.metrics`.
+"""
+
+from .accuracy import ClassifierOutputs, class_prompts, classifier_outputs, retrieval, zeroshot
+from .fairness import facet_disparities, fairface_skews
+from .reliability import calibration, ood_detection
+from .robustness import corrupted_top1, spectral, worst_group
+
+__all__ = ["ClassifierOutputs", "class_prompts", "classifier_outputs", "zeroshot", "retrieval",
+           "facet_disparities", "fairface_skews", "calibration", "ood_detection", "corrupted_top1",
+           "worst_group", "spectral"]
