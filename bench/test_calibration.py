@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from qclip.tasks.reliability import calibration
+from qclip.metrics.robustness import relative_increase
+from qclip.tasks import calibration
 
 pytestmark = pytest.mark.qclip(benchmark="calibration")
 
@@ -15,13 +16,13 @@ METRICS = ("ece", "adaptive_ece", "mce", "rms_ce", "nll", "brier", "accuracy", "
 
 def test_calibration(qclip):
     ds = qclip.dataset
-    ref, _ = calibration(qclip.reference, ds)
-    got, extra = calibration(qclip.quantized, ds)
+    ref = calibration(qclip.reference, ds).metrics
+    res = calibration(qclip.quantized, ds)
+    got = res.metrics
     for metric in METRICS:
-        qclip.record(metric, got[metric], ref[metric], len(ds),
-                     extra=extra if metric == "ece" else None)
+        qclip.record(metric, got[metric], ref[metric], res.n, extra=res.extra if metric == "ece" else None)
     if ref["ece"] > 0:
-        qclip.record("relative_ece_change", (got["ece"] - ref["ece"]) / ref["ece"], 0.0, len(ds))
+        qclip.record("relative_ece_change", relative_increase(ref["ece"], got["ece"]), 0.0, res.n)
     for metric in ("ece", "adaptive_ece", "mce", "rms_ce"):
         assert 0.0 <= got[metric] <= 1.0, (metric, got[metric])
     assert math.isfinite(got["nll"]) and got["temperature"] > 0

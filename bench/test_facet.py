@@ -6,23 +6,24 @@ import math
 
 import pytest
 
-from qclip.tasks.fairness import facet_disparities
+from qclip.tasks import facet_disparities
 
 pytestmark = pytest.mark.qclip(benchmark="facet")
 
 
 def test_facet(qclip):
     ds = qclip.dataset
-    ref = facet_disparities(qclip.reference, ds, min_samples=qclip.min_samples)
+    ref = facet_disparities(qclip.reference, ds, min_samples=qclip.min_samples).groups
     got = facet_disparities(qclip.quantized, ds, min_samples=qclip.min_samples)
+    n = got.n
     qualifying = 0
-    for (group, k), res in got.items():
+    for (group, k), res in got.groups.items():
         r = ref[(group, k)]
         extra = {"n_classes": res["n_classes"]}
-        qclip.record(f"min_disparity@{k}", res["min"], r["min"], len(ds), subgroup=group, extra=extra)
-        qclip.record(f"max_disparity@{k}", res["max"], r["max"], len(ds), subgroup=group, extra=extra)
+        qclip.record(f"min_disparity@{k}", res["min"], r["min"], n, subgroup=group, extra=extra)
+        qclip.record(f"max_disparity@{k}", res["max"], r["max"], n, subgroup=group, extra=extra)
         for cls, value in res["per_class"].items():
-            qclip.record(f"disparity@{k}", value, r["per_class"].get(cls, math.nan), len(ds),
+            qclip.record(f"disparity@{k}", value, r["per_class"].get(cls, math.nan), n,
                          subgroup=f"{group}/{ds.classnames[int(cls)]}")
         qualifying += res["n_classes"]
         for v in (res["min"], res["max"]):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from qclip.tasks.reliability import ood_detection
+from qclip.tasks import ood_detection
 
 pytestmark = pytest.mark.qclip(benchmark="ood")
 
@@ -16,10 +16,10 @@ def test_ood(qclip):
     if not ood_sets:
         pytest.skip("no OOD dataset configured (kind = \"ood\" in the dataset config)")
     ds = qclip.dataset
-    ref = ood_detection(qclip.reference, ds, ood_sets)
-    got = ood_detection(qclip.quantized, ds, ood_sets)
-    for (ood_name, score), metrics in got.items():
+    ref = ood_detection(qclip.reference, ds, ood_sets).groups
+    res = ood_detection(qclip.quantized, ds, ood_sets)
+    for (ood_name, score), metrics in res.groups.items():
         for metric, value in metrics.items():
             qclip.record(f"{score}_{metric}", value, ref[(ood_name, score)][metric],
-                         len(ds) + len(ood_sets[ood_name]), subgroup=ood_name)
+                         res.n + res.extra["n_ood"][ood_name], subgroup=ood_name)
             assert math.isfinite(value) and 0.0 <= value <= 1.0, (ood_name, score, metric, value)

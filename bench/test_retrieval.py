@@ -11,10 +11,11 @@ pytestmark = pytest.mark.qclip(benchmark="retrieval")
 
 def test_retrieval(qclip):
     ds = qclip.dataset
-    ref, n = tasks.retrieval(qclip.reference, ds)
-    got, _ = tasks.retrieval(qclip.quantized, ds)
+    ref = tasks.retrieval(qclip.reference, ds).metrics
+    res = tasks.retrieval(qclip.quantized, ds)
+    got = res.metrics
     for metric, value in got.items():
-        qclip.record(metric, value, ref[metric], n)
+        qclip.record(metric, value, ref[metric], res.n)
     assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in got.values()), got
     for metric in ("image_retrieval_R@1", "text_retrieval_R@1"):
         qclip.assert_preserved(metric, got[metric], ref[metric])

@@ -20,8 +20,8 @@ def _corruptions(qclip):
     for name, levels in CORRUPTIONS.items():
         for severity in range(1, len(levels) + 1):
             c = Corruption(name, severity)
-            ref = tasks.corrupted_top1(qclip.reference, ds, c)
-            got = tasks.corrupted_top1(qclip.quantized, ds, c)
+            ref = tasks.corrupted_top1(qclip.reference, ds, c).metrics["top1"]
+            got = tasks.corrupted_top1(qclip.quantized, ds, c).metrics["top1"]
             sub = f"{name}:s{severity}"
             qclip.record("top1", got, ref, n, subgroup=sub)
             qclip.record("relative_drop", relative_change(ref, got), 0.0, n, subgroup=sub)
@@ -30,15 +30,15 @@ def _corruptions(qclip):
 
 def _spurious(qclip):
     ds = qclip.dataset
-    ref, ref_groups = tasks.worst_group(qclip.reference, ds)
-    got, got_groups = tasks.worst_group(qclip.quantized, ds)
-    n = len(ds)
+    ref = tasks.worst_group(qclip.reference, ds)
+    got = tasks.worst_group(qclip.quantized, ds)
+    names = {"worst_group": str(got.extra["worst_group"]), "reference_worst_group": str(ref.extra["worst_group"])}
     for metric in ("worst_group_accuracy", "average_accuracy", "mean_group_accuracy"):
-        qclip.record(metric, got[metric], ref[metric], n,
-                     extra={"worst_group": str(got["worst_group"]), "reference_worst_group": str(ref["worst_group"])})
-    for g, (acc, count) in got_groups.items():
-        qclip.record("group_accuracy", acc, ref_groups.get(g, (float("nan"), 0))[0], count, subgroup=f"group{g}")
-    assert math.isfinite(got["worst_group_accuracy"])
+        qclip.record(metric, got.metrics[metric], ref.metrics[metric], got.n, extra=names)
+    for g, part in got.groups.items():
+        qclip.record("group_accuracy", part["accuracy"], ref.groups.get(g, {}).get("accuracy", float("nan")),
+                     part["n"], subgroup=f"group{g}")
+    assert math.isfinite(got.metrics["worst_group_accuracy"])
 
 
 def test_robustness(qclip):

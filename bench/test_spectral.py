@@ -13,12 +13,12 @@ pytestmark = pytest.mark.qclip(benchmark="spectral")
 def test_spectral(qclip):
     ds = qclip.dataset
     res = spectral(qclip.reference, qclip.quantized, ds)
-    n = len(ds)
-    qclip.record("effective_rank", res["effective_rank_q"], res["effective_rank_ref"], n)
-    qclip.record("nsr_total", res["nsr_total"], 0.0, n,
-                 extra={"energy": [float(x) for x in res["energy"]],
-                        "nsr_per_rank": [float(x) for x in res["nsr_per_rank"]],
-                        "bands": [list(map(float, b)) for b in res["bands"]]})
-    for i, value in enumerate(res["band_nsr"]):
+    m, arrays, n = res.metrics, res.extra, res.n
+    qclip.record("effective_rank", m["effective_rank_q"], m["effective_rank_ref"], n)
+    qclip.record("nsr_total", m["nsr_total"], 0.0, n,
+                 extra={"energy": [float(x) for x in arrays["energy"]],
+                        "nsr_per_rank": [float(x) for x in arrays["nsr_per_rank"]],
+                        "bands": [list(map(float, b)) for b in arrays["bands"]]})
+    for i, value in enumerate(arrays["band_nsr"]):
         qclip.record("band_nsr", float(value), 0.0, n, subgroup=f"band{i}")
-    assert math.isfinite(res["nsr_total"]) and res["nsr_total"] >= 0
+    assert math.isfinite(m["nsr_total"]) and m["nsr_total"] >= 0

@@ -36,10 +36,11 @@ def _conformance(qclip, top1: float) -> None:
 
 def test_zeroshot(qclip):
     ds = qclip.dataset
-    ref, n = tasks.zeroshot(qclip.reference, ds)
-    got, _ = tasks.zeroshot(qclip.quantized, ds)
+    ref = tasks.zeroshot(qclip.reference, ds).metrics
+    res = tasks.zeroshot(qclip.quantized, ds)
+    got = res.metrics
     for metric in ("top1", "top5", "mean_per_class_recall"):
-        qclip.record(metric, got[metric], ref[metric], n)
+        qclip.record(metric, got[metric], ref[metric], res.n)
     assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in got.values()), got
     _conformance(qclip, ref["top1"])
     qclip.assert_preserved("top1", got["top1"], ref["top1"])

@@ -216,8 +216,8 @@ def tiny_summary(name: str, cache, progress: bool = False) -> dict[str, float]:
 
     session = QclipSession(SessionOptions(models=f"tiny:{name}", cache=str(cache.root), progress=progress))
     src = EmbeddingSource(session, f"tiny:{name}", "fp32")
-    zs, _ = tasks.zeroshot(src, session.dataset("synth-imagenet"))
-    rt, _ = tasks.retrieval(src, session.dataset("synth-coco"))
+    zs = tasks.zeroshot(src, session.dataset("synth-imagenet")).metrics
+    rt = tasks.retrieval(src, session.dataset("synth-coco")).metrics
     return {"top1": zs["top1"], "image_R@5": rt["image_retrieval_R@5"], "text_R@5": rt["text_retrieval_R@5"]}
 
 

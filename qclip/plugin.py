@@ -8,8 +8,6 @@ runs the population statistics and writes the report (:mod:`qclip.run.controller
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from .run.cells import BENCHMARK_KINDS, ROWS_PROPERTY, Cell
@@ -24,7 +22,9 @@ from .run.options import (
     parse_positive_int,
     parse_threshold,
 )
+from .run.planning import group_by_variant, item_cell
 from .run.session import QclipSession
+from .run.workers import one_gpu_per_worker, share_cores
 
 __all__ = ["SESSION_KEY", "CONTROLLER_KEY", "OPTIONS_KEY"]
 
@@ -114,8 +114,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qclip(benchmark): the module's cells belong to this qclip benchmark family")
     options = config.stash[OPTIONS_KEY] = _options(config)  # registers --qclip-quantizer quantizers first
     if _is_worker(config):
-        _share_cores(config)
-        options = config.stash[OPTIONS_KEY] = _one_gpu_per_worker(config, options)
+        share_cores(int(config.workerinput.get("workercount", 1)))
+        options = config.stash[OPTIONS_KEY] = one_gpu_per_worker(options, config.workerinput.get("workerid"))
     try:
         session = QclipSession(options.session)
     except OSError as exc:  # the cache folder cannot be created
@@ -129,39 +129,6 @@ def pytest_configure(config: pytest.Config) -> None:
         _validate_controller(config, options, session)
         config.stash[CONTROLLER_KEY] = Controller(config, config.stash[SESSION_KEY])
         config.pluginmanager.register(config.stash[CONTROLLER_KEY], "qclip-controller")
-
-
-def _one_gpu_per_worker(config: pytest.Config, options: PluginOptions) -> PluginOptions:
-    """On an xdist worker with ``--qclip-device cuda``: worker i takes ``cuda:(i mod device_count)``."""
-    import dataclasses
-
-    from .run.options import worker_device
-
-    if options.session.device != "cuda":
-        return options
-    import torch
-
-    device = worker_device("cuda", config.workerinput.get("workerid"), torch.cuda.device_count())
-    return dataclasses.replace(options, session=dataclasses.replace(options.session, device=device))
-
-
-def _share_cores(config: pytest.Config) -> int | None:
-    """On an xdist worker: limit torch and the BLAS/OpenMP pools to this worker's share of the cores.
-
-    Every worker would otherwise start a pool as wide as the machine: with ``-n 2`` on 2 cores four
-    spinning pools fight over two cores, and an SVD that takes 20 ms alone took 2 s. A user's own
-    ``OMP_NUM_THREADS`` wins. Returns the threads per worker (None when left alone).
-    """
-    if os.environ.get("OMP_NUM_THREADS"):
-        return None
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    share = max(1, cores // max(1, int(config.workerinput.get("workercount", 1))))
-    torch.set_num_threads(share)
-    threadpool_limits(share)
-    return share
 
 
 def _validate(config: pytest.Config, session: QclipSession) -> None:
@@ -230,33 +197,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("cell", params)
 
 
-def _item_cell(item) -> Cell | None:
-    cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
-    return cell if isinstance(cell, Cell) else None
-
-
-def group_by_variant(items: list) -> None:
-    """Reorder ``items`` in place so that the cells of one (model, quantizer) run one after another.
-
-    Collection order is family by family (one test file each); run that way, every quantized variant is
-    built again for every family. Grouped, a process quantizes each (model, quantizer) once and walks its
-    datasets while the model is at hand. Groups keep the order of their first cell, cells keep their order
-    inside a group, and other tests stay where they were. The order is deterministic, so xdist workers
-    agree with the controller.
-    """
-    first: dict = {}
-    keys = []
-    for i, item in enumerate(items):
-        cell = _item_cell(item)
-        group = (cell.model, cell.quantizer) if cell is not None else ("", i)
-        keys.append((first.setdefault(group, i), i))
-    order = sorted(range(len(items)), key=keys.__getitem__)
-    items[:] = [items[i] for i in order]
-
-
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     for item in items:  # every report of a cell (skips at setup included) names its cell
-        cell = _item_cell(item)
+        cell = item_cell(item)
         if cell is not None:
             item.user_properties.append(("qclip_cell", cell.key))
     group_by_variant(items)

@@ -30,19 +30,18 @@ def test_one_gpu_per_worker_with_a_simulated_device_count(monkeypatch):
 
     import torch
 
-    from qclip.plugin import _one_gpu_per_worker
     from qclip.run.options import PluginOptions, worker_device
     from qclip.run.session import SessionOptions
+    from qclip.run.workers import one_gpu_per_worker
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     base = PluginOptions(session=SessionOptions(device="cuda"))
-    got = [_one_gpu_per_worker(SimpleNamespace(workerinput={"workerid": f"gw{i}"}), base).session.device
-           for i in range(5)]
+    got = [one_gpu_per_worker(base, f"gw{i}").session.device for i in range(5)]
     assert got == ["cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
     named = dataclasses.replace(base, session=SessionOptions(device="cuda:2"))
-    assert _one_gpu_per_worker(SimpleNamespace(workerinput={"workerid": "gw0"}), named).session.device == "cuda:2"
+    assert one_gpu_per_worker(named, "gw0").session.device == "cuda:2"
     cpu = dataclasses.replace(base, session=SessionOptions(device="cpu"))
-    assert _one_gpu_per_worker(SimpleNamespace(workerinput={"workerid": "gw1"}), cpu).session.device == "cpu"
+    assert one_gpu_per_worker(cpu, "gw1").session.device == "cpu"
     assert worker_device("cuda", None, 3) == "cuda" and worker_device("cuda", "gw4", 0) == "cuda"
 
 

@@ -68,7 +68,8 @@ def test_zeroshot_matches_a_naive_loop_to_1e6(trained):
     session = QclipSession(SessionOptions(models=f"tiny:{MODEL}", cache=str(cache.root), progress=False))
     src = EmbeddingSource(session, f"tiny:{MODEL}", "fp32")
     ds = session.dataset("synth-imagenet")
-    got, n = tasks.zeroshot(src, ds)
+    res = tasks.zeroshot(src, ds)
+    got, n = res.metrics, res.n
 
     # independent: encode with the module directly, one image at a time, classify in a Python loop
     from qclip.models.tiny import tiny_preprocess, tiny_tokenizer

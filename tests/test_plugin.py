@@ -61,8 +61,8 @@ def test_cells_run_record_and_a_rerun_reuses_the_cache(pytester, tmp_path):
 def test_cells_of_one_model_and_quantizer_run_together():
     from types import SimpleNamespace
 
-    from qclip.plugin import group_by_variant
     from qclip.run.cells import Cell
+    from qclip.run.planning import group_by_variant
 
     def item(name, model=None, quantizer=None):
         cell = Cell(model, model, quantizer, name.split("-")[0], "ds") if model else None

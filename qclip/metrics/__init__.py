@@ -29,6 +29,7 @@ from .calibration import (
     nll,
     reliability_diagram,
     rms_ce,
+    top_label,
 )
 from .fairness import disparity, recall_at_k_by_group, skin_group, skin_tone_from_votes
 from .ood import (
@@ -43,11 +44,12 @@ from .ood import (
     ood_metrics,
 )
 from .retrieval import image_retrieval_ranks, retrieval_recall, text_retrieval_ranks
-from .robustness import group_accuracy, relative_change, worst_group_accuracy
+from .robustness import group_accuracy, relative_change, relative_increase, worst_group_accuracy
 from .skew import max_skew, min_skew, ndkl_at_k, prompt_skew, prompt_skews, skew_at_k
 from .spectral import DEFAULT_BANDS, effective_rank, spectral_analysis
 from .zeroshot import (
     build_classifier,
+    cosine_similarity,
     mean_per_class_recall,
     per_class_recall,
     predictions,
@@ -67,6 +69,7 @@ __all__ = [
     "per_class_recall",
     "mean_per_class_recall",
     "zeroshot_metrics",
+    "cosine_similarity",
     # retrieval
     "image_retrieval_ranks",
     "text_retrieval_ranks",
@@ -94,6 +97,7 @@ __all__ = [
     "fit_temperature",
     "confidence_direction",
     "calibration_metrics",
+    "top_label",
     # ood
     "mcm_score",
     "msp_score",
@@ -110,6 +114,7 @@ __all__ = [
     "spectral_analysis",
     # robustness
     "relative_change",
+    "relative_increase",
     "group_accuracy",
     "worst_group_accuracy",
 ]

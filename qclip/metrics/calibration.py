@@ -48,6 +48,7 @@ __all__ = [
     "fit_temperature",
     "confidence_direction",
     "calibration_metrics",
+    "top_label",
 ]
 
 
@@ -333,3 +334,19 @@ def calibration_metrics(
         "mean_confidence": float(np.mean(conf)),
         "overconfidence": float(np.mean(conf) - np.mean(correct)),
     }
+
+
+def top_label(logits: Any, validate_args: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    r"""Top-label confidence and prediction: :math:`\hat p_n = \max_c \operatorname{softmax}(\ell_n)_c`,
+    :math:`\hat y_n = \arg\max_c \ell_n` (ties to the lower index), what a reliability diagram bins
+    (Guo et al. 2017, "On Calibration of Modern Neural Networks").
+
+    Example:
+        >>> conf, pred = top_label(np.array([[0.0, 0.0], [2.0, 0.0]]))
+        >>> conf.round(4).tolist(), pred.tolist()
+        ([0.5, 0.8808], [0, 0])
+    """
+    x = float_array(logits, "logits", 2, validate_args)
+    probs = softmax(x, axis=1)
+    return probs.max(axis=1), np.argmax(x, axis=1)
+

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._validation import any_array, check_float, label_array
 
-__all__ = ["relative_change", "group_accuracy", "worst_group_accuracy"]
+__all__ = ["relative_change", "relative_increase", "group_accuracy", "worst_group_accuracy"]
 
 
 def relative_change(reference: float, value: float, validate_args: bool = True) -> float:
@@ -54,6 +54,23 @@ def _check(pred: Any, labels: Any, groups: Any, validate: bool) -> tuple[np.ndar
 
 def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def relative_increase(reference: float, value: float, validate_args: bool = True) -> float:
+    r"""Relative rise from ``reference`` to ``value``: :math:`(x - x_{ref}) / x_{ref}`, the negative of
+    :func:`relative_change`. For errors such as ECE a positive value is a degradation (the "relative
+    ECE change" of Bouguerra et al.); a reference of 0 gives NaN.
+
+    Example:
+        >>> relative_increase(0.5, 0.75)
+        0.5
+    """
+    if validate_args:
+        reference = check_float(reference, "reference")
+        value = check_float(value, "value")
+    if reference == 0:
+        return math.nan
+    return float((value - reference) / reference)
 
 
 def group_accuracy(

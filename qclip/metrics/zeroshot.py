@@ -37,6 +37,7 @@ __all__ = [
     "per_class_recall",
     "mean_per_class_recall",
     "zeroshot_metrics",
+    "cosine_similarity",
 ]
 
 
@@ -228,3 +229,20 @@ def zeroshot_metrics(logits: Any, labels: Any, validate_args: bool = True) -> di
         "top5": float(np.mean(rank < min(5, lg.shape[1]))),
         "mean_per_class_recall": mean_per_class_recall(lg, lb, validate_args=False),
     }
+
+
+def cosine_similarity(a: Any, b: Any, validate_args: bool = True) -> np.ndarray:
+    r"""Cosine similarity of every row of ``a`` [M, D] with every row of ``b`` [N, D]:
+    :math:`S_{mn} = \frac{a_m \cdot b_n}{\lVert a_m \rVert \lVert b_n \rVert}`, an all-zero row giving 0.
+    Used to rank images by a prompt (FairFace skew, Berg et al. 2022).
+
+    Example:
+        >>> cosine_similarity(np.array([[1.0, 0.0]]), np.array([[3.0, 4.0], [0.0, 2.0]])).round(2).tolist()
+        [[0.6, 0.0]]
+    """
+    x = float_array(a, "a", 2, validate_args, dtype=None)
+    y = float_array(b, "b", 2, validate_args, dtype=None)
+    if validate_args and x.shape[1] != y.shape[1]:
+        raise ValueError(f"Expected `a` and `b` to share the embedding dimension, but got {x.shape[1]} and {y.shape[1]}.")
+    return l2_normalize(x, axis=1) @ l2_normalize(y, axis=1).T
+

@@ -295,8 +295,7 @@ class _PlainSource:
 def _evaluations(data_config, datasets: Callable[[str], object]) -> list[tuple[str, Callable]]:
     """(label, fn(src)) for every (family, dataset) evaluation of :data:`FAMILIES` on the config."""
     from .. import tasks
-    from ..tasks.fairness import fairface_skews
-    from ..tasks.reliability import calibration, ood_detection
+    from ..tasks import calibration, fairface_skews, ood_detection
 
     evs: list[tuple[str, Callable]] = []
     names = {kind: data_config.names(kind) for kind in ("imagefolder", "coco", "ood", "fairface")}

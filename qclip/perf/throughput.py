@@ -21,7 +21,8 @@ import torch
 from ..quantize.coverage import weight_bytes  # as stored: torchao subclasses, bnb states
 
 __all__ = ["Timing", "time_call", "items_per_s", "PeakMemory", "peak_memory", "weight_bytes",
-           "synthetic_pixels", "synthetic_texts", "encode_images", "encode_texts", "sync", "median"]
+           "synthetic_pixels", "synthetic_texts", "encode_images", "encode_texts", "sync", "median",
+           "cell_sizes", "measure_variant", "stored_weight_bytes"]
 
 
 def median(values: Sequence[float]) -> float:
@@ -161,3 +162,48 @@ def encode_images(embedder, model, pixels: torch.Tensor) -> torch.Tensor:
 
 def encode_texts(embedder, model, texts: Sequence[str]) -> torch.Tensor:
     return embedder._encode_texts(model, list(texts))
+
+
+# ----- the throughput cells' measurement (bench/test_throughput.py) ---------------------------------
+def cell_sizes(session) -> tuple[int, int, int]:
+    """A throughput cell's (batch size, images, texts): two small batches on the CPU, four full ones on CUDA."""
+    bs = session.options.batch_size
+    if session.options.device.startswith("cuda"):
+        return bs, 4 * bs, 4 * bs
+    bs = min(bs, 16)
+    return bs, 2 * bs, 2 * bs
+
+
+def measure_variant(session, model, bench=None) -> dict:
+    """What a throughput cell measures for one model variant: image and text items/s through qclip's own
+    encoding loop (image encoding timed by pytest-benchmark's ``bench`` when given), the peak memory of an
+    image pass, and the sizes used."""
+    from ..embed import Embedder
+
+    device = session.options.device
+    bs, n_img, n_txt = cell_sizes(session)
+    emb = Embedder(cache=None, device=device, batch_size=bs, progress=False)
+    size = int(model.preprocess(_blank()).shape[-1])
+    pix = synthetic_pixels(n_img, size)
+    texts = synthetic_texts(n_txt)
+    if bench is not None and not getattr(bench, "disabled", False):
+        bench.pedantic(encode_images, args=(emb, model, pix), rounds=3, warmup_rounds=1, iterations=1)
+        img_s = n_img / bench.stats.stats.median
+    else:
+        img_s = time_call(lambda: encode_images(emb, model, pix), n_img, 3, 1, device).items_per_s
+    txt_s = time_call(lambda: encode_texts(emb, model, texts), n_txt, 3, 1, device).items_per_s
+    out, mem = peak_memory(lambda: encode_images(emb, model, pix), device)
+    return {"image": img_s, "text": txt_s, "peak": mem.peak_bytes, "method": mem.method, "n_img": n_img,
+            "n_txt": n_txt, "batch_size": bs, "finite": bool(out.isfinite().all()), "image_size": size}
+
+
+def _blank():
+    from PIL import Image
+
+    return Image.new("RGB", (8, 8))
+
+
+def stored_weight_bytes(session, spec: str, quantizer: str, model) -> int:
+    """Weight bytes as stored, from the variant's quantization report (or counted on ``model``)."""
+    report = session.model_meta(spec, quantizer).get("quant_report") or {}
+    return int(report.get("weight_bytes") or weight_bytes(model.module))

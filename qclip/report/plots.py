@@ -15,7 +15,6 @@ quantizer keeps its colour across the whole report.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +23,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from scipy.stats import t as _t
 
 from qclip.report.data import FP32, quantizer_order, short_model
 from qclip.report.tables import ACCURACY_METRICS, metric_sort_key
-from qclip.stats import CONFIDENCE, MIN_N
+from qclip.stats import mark, paired_test
 
 __all__ = [
     "DETAIL_METRICS",
@@ -238,7 +236,7 @@ def forest_figure(
                 ys.append(y)
                 if np.isfinite(lo):
                     bars.append([(lo, y), (hi, y)])
-                star = "**" if p < 0.05 else "*" if p < 0.10 else ""
+                star = mark(p)
                 if star:
                     ax.annotate(star, (hi if np.isfinite(hi) else mean, y), xytext=(3, -3), textcoords="offset points",
                                 fontsize=9, color=colors[q], fontweight="bold")
@@ -265,23 +263,11 @@ def forest_figure(
 
 
 def mean_ci(d: np.ndarray) -> tuple[float, float, float, float]:
-    """Mean of ``d`` with its t-based 95% CI and the one-sample t-test p against 0 (the paired test
-    of :func:`qclip.stats.paired_test` on the differences); CI and p are NaN below MIN_N values
-    or without variance."""
+    """Mean of the differences ``d`` with the 95% CI and p of :func:`qclip.stats.paired_test` (the same
+    numbers as the tables: NaN below MIN_N models; without variance the CI collapses to the mean)."""
     d = np.asarray(d, dtype=float)
-    d = d[np.isfinite(d)]
-    n = d.size
-    if not n:
-        return math.nan, math.nan, math.nan, math.nan
-    mean = float(d.mean())
-    if n < MIN_N:
-        return mean, math.nan, math.nan, math.nan
-    sd = float(d.std(ddof=1))
-    if sd == 0:
-        return mean, mean, mean, math.nan
-    se = sd / math.sqrt(n)
-    half = float(_t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * se
-    return mean, mean - half, mean + half, float(2 * _t.sf(abs(mean / se), n - 1))
+    r = paired_test(np.zeros_like(d), d)
+    return r["mean_diff"], r["ci_low"], r["ci_high"], r["p"]
 
 
 def legend(fig: Figure, quantizers, colors: dict, title: str = "", marker: str | None = "D",

@@ -7,7 +7,7 @@ import fnmatch
 from .cells import Cell
 from .session import QclipSession
 
-__all__ = ["plan_cells", "selected_quantizers", "selected_datasets"]
+__all__ = ["plan_cells", "selected_quantizers", "selected_datasets", "group_by_variant", "item_cell"]
 
 
 def _patterns(text: str) -> list[str]:
@@ -69,3 +69,28 @@ def plan_cells(session: QclipSession, benchmark: str, kinds: tuple[str, ...]) ->
                 cell = Cell(spec.spec, spec.short, q, benchmark, ds)
                 out.append((cell, "" if ok and not q_reasons[q] else (m_reason or q_reasons[q])))
     return out
+
+
+def item_cell(item) -> Cell | None:
+    """The :class:`Cell` a collected pytest item runs, or None for other tests."""
+    cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
+    return cell if isinstance(cell, Cell) else None
+
+
+def group_by_variant(items: list) -> None:
+    """Reorder ``items`` in place so that the cells of one (model, quantizer) run one after another.
+
+    Collection order is family by family (one test file each); run that way, every quantized variant is
+    built again for every family. Grouped, a process quantizes each (model, quantizer) once and walks its
+    datasets while the model is at hand. Groups keep the order of their first cell, cells keep their order
+    inside a group, and other tests stay where they were. The order is deterministic, so xdist workers
+    agree with the controller.
+    """
+    first: dict = {}
+    keys = []
+    for i, item in enumerate(items):
+        cell = item_cell(item)
+        group = (cell.model, cell.quantizer) if cell is not None else ("", i)
+        keys.append((first.setdefault(group, i), i))
+    order = sorted(range(len(items)), key=keys.__getitem__)
+    items[:] = [items[i] for i in order]

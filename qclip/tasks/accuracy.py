@@ -1,12 +1,8 @@
-"""Benchmark computations on embeddings: what a cell computes, for the fp32 reference and the quantized
-model alike. No pytest here, and no metric math: the formulas live in :mod:`qclip.metrics`.
-
-Each task takes an embedding *source* (an object with ``image_embeddings(dataset, transform=None,
-transform_id='')``, ``text_embeddings(texts)`` and ``logit_scale``, e.g.
-:class:`qclip.run.session.EmbeddingSource`) and a dataset, and returns ``{metric: value}`` plus the
-sample count. Embeddings come through the cache, so the zero-shot, calibration, OOD and spectral
-cells of one (model, quantizer, dataset) share one image-embedding computation.
-"""
+"""Accuracy tasks: zero-shot classification and image–text retrieval, and the zero-shot classifier outputs
+the other tasks build on. Each task takes an :class:`~qclip.tasks.base.EmbeddingSource` and a dataset and
+returns a :class:`~qclip.tasks.base.TaskResult`. Embeddings come through the cache, so the zero-shot,
+calibration, OOD, robustness and spectral cells of one (model, quantizer, dataset) share one
+image-embedding computation."""
 
 from __future__ import annotations
 
@@ -17,6 +13,7 @@ import numpy as np
 from ..data import format_prompts
 from ..metrics import zeroshot as zs
 from ..metrics.retrieval import retrieval_recall
+from .base import EmbeddingSource, TaskResult
 
 __all__ = ["ClassifierOutputs", "class_prompts", "classifier_outputs", "zeroshot", "retrieval"]
 
@@ -36,7 +33,7 @@ def class_prompts(classnames: list[str], templates: list) -> list[str]:
     return [p for name in classnames for p in format_prompts(templates, name)]
 
 
-def classifier_outputs(src, dataset, classnames=None, templates=None, transform=None,
+def classifier_outputs(src: EmbeddingSource, dataset, classnames=None, templates=None, transform=None,
                        transform_id: str = "", labels: bool = True) -> ClassifierOutputs:
     """Image embeddings, the prompt-ensemble classifier and the logits for a labelled set
     (``labels=False`` for an unlabelled set scored against another set's classes, e.g. OOD images)."""
@@ -50,16 +47,16 @@ def classifier_outputs(src, dataset, classnames=None, templates=None, transform=
     return ClassifierOutputs(logits, src.logit_scale * logits, y, img)
 
 
-def zeroshot(src, dataset) -> tuple[dict[str, float], int]:
+def zeroshot(src: EmbeddingSource, dataset) -> TaskResult:
     """Top-1, top-5 and mean per-class recall (FORMATS.md, ImageNet zero-shot)."""
     out = classifier_outputs(src, dataset)
-    return zs.zeroshot_metrics(out.logits, out.labels), len(out.labels)
+    return TaskResult(zs.zeroshot_metrics(out.logits, out.labels), len(out.labels))
 
 
-def retrieval(src, dataset, ks=(1, 5, 10)) -> tuple[dict[str, float], int]:
+def retrieval(src: EmbeddingSource, dataset, ks=(1, 5, 10)) -> TaskResult:
     """Image→text and text→image recall@k on a COCO-format set (FORMATS.md, COCO retrieval)."""
     img = src.image_embeddings(dataset).numpy()
     captions = dataset.captions
     txt = src.text_embeddings(captions["caption"].tolist()).numpy()
     t2i = captions["image_index"].to_numpy(dtype=np.int64)
-    return retrieval_recall(img, txt, t2i, ks=ks), len(img)
+    return TaskResult(retrieval_recall(img, txt, t2i, ks=ks), len(img))

@@ -9,11 +9,11 @@ recall@K(l1, C) − recall@K(l2, C) for gender (masc − fem), skin tone (lighte
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..metrics.fairness import disparity
 from ..metrics.skew import prompt_skews
+from ..metrics.zeroshot import cosine_similarity
 from .accuracy import classifier_outputs
+from .base import EmbeddingSource, TaskResult
 
 __all__ = ["FACET_GROUPS", "FAIRFACE_ATTRIBUTES", "facet_disparities", "fairface_skews"]
 
@@ -27,8 +27,9 @@ FACET_GROUPS: dict[str, tuple[str, str, str]] = {
 FAIRFACE_ATTRIBUTES = ("race", "gender", "age_bin")
 
 
-def facet_disparities(src, dataset, ks=(1, 5), min_samples: int = 25) -> dict[tuple[str, int], dict]:
-    """``{(group, K): disparity result}`` (min, max, n_classes, per_class) for each FACET group and K."""
+def facet_disparities(src: EmbeddingSource, dataset, ks=(1, 5), min_samples: int = 25) -> TaskResult:
+    """``groups[(group, K)]`` = the disparity result (min, max, n_classes, per_class) for each FACET group
+    and K; ``n`` counts the persons."""
     out = classifier_outputs(src, dataset)
     k_max = out.logits.shape[1]
     res = {}
@@ -36,15 +37,14 @@ def facet_disparities(src, dataset, ks=(1, 5), min_samples: int = 25) -> dict[tu
         groups = dataset.table[column].astype(str).to_numpy()
         for k in ks:
             res[(name, k)] = disparity(out.logits, out.labels, groups, a, b, k=min(k, k_max), min_samples=min_samples)
-    return res
+    return TaskResult({}, len(out.labels), groups=res)
 
 
-def fairface_skews(src, dataset, k: int = 1000) -> dict[tuple[str, str], dict]:
-    """``{(attribute, desired): prompt_skew result}`` over the dataset's prompts (desired: parity, uniform)."""
+def fairface_skews(src: EmbeddingSource, dataset, k: int = 1000) -> TaskResult:
+    """``groups[(attribute, desired)]`` = the prompt_skew result over the dataset's prompts (desired:
+    parity, uniform); ``n`` counts the faces."""
     img = src.image_embeddings(dataset).numpy()
     txt = src.text_embeddings(dataset.prompts).numpy()
-    img = img / np.linalg.norm(img, axis=1, keepdims=True)
-    txt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
-    sim = txt @ img.T  # [P, N]
+    sim = cosine_similarity(txt, img)  # [P, N]
     attributes = {attr: dataset.table[attr].astype(str).to_numpy() for attr in FAIRFACE_ATTRIBUTES}
-    return prompt_skews(sim, attributes, k=k, desired=("parity", "uniform"))
+    return TaskResult({}, len(img), groups=prompt_skews(sim, attributes, k=k, desired=("parity", "uniform")))

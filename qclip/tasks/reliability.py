@@ -17,13 +17,15 @@ from ..benchmarks import OOD_SCORES
 from ..metrics import calibration as cal
 from ..metrics import ood
 from .accuracy import classifier_outputs
+from .base import EmbeddingSource, TaskResult
 
 __all__ = ["calibration", "ood_detection", "OOD_SCORES"]
 
 
 
-def calibration(src, dataset, n_bins: int = 15) -> tuple[dict[str, float], dict]:
-    """Calibration metrics, the temperature-scaled ECE on a held-out half, and reliability-diagram data."""
+def calibration(src: EmbeddingSource, dataset, n_bins: int = 15) -> TaskResult:
+    """Calibration metrics, the temperature-scaled ECE on a held-out half, and reliability-diagram data
+    (``extra["reliability"]``)."""
     out = classifier_outputs(src, dataset)
     m = cal.calibration_metrics(out.logits, out.labels, n_bins=n_bins)
     fit, held = np.arange(0, len(out.labels), 2), np.arange(1, len(out.labels), 2)
@@ -31,11 +33,9 @@ def calibration(src, dataset, n_bins: int = 15) -> tuple[dict[str, float], dict]
     scaled = cal.calibration_metrics(out.logits[held] / t, out.labels[held], n_bins=n_bins)
     unscaled = cal.calibration_metrics(out.logits[held], out.labels[held], n_bins=n_bins)
     m.update({"temperature": t, "ece_heldout": unscaled["ece"], "ece_temp_scaled": scaled["ece"]})
-    probs = np.exp(out.logits - out.logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
-    conf, correct = probs.max(1), probs.argmax(1) == out.labels
-    diagram = cal.reliability_diagram(conf, correct, n_bins=n_bins)
-    return m, {"reliability": diagram.to_dict(orient="list")}
+    conf, pred = cal.top_label(out.logits)
+    diagram = cal.reliability_diagram(conf, pred == out.labels, n_bins=n_bins)
+    return TaskResult(m, len(out.labels), extra={"reliability": diagram.to_dict(orient="list")})
 
 
 def _scores(out) -> dict[str, np.ndarray]:
@@ -47,8 +47,9 @@ def _scores(out) -> dict[str, np.ndarray]:
     }
 
 
-def ood_detection(src, id_dataset, ood_datasets: dict) -> dict[tuple[str, str], dict[str, float]]:
-    """``{(ood set, score): {auroc, fpr95, aupr_in, aupr_out}}`` with ID = ``id_dataset``."""
+def ood_detection(src: EmbeddingSource, id_dataset, ood_datasets: dict) -> TaskResult:
+    """``groups[(ood set, score)] = {auroc, fpr95, aupr_in, aupr_out}`` with ID = ``id_dataset``; ``n`` counts
+    the ID images, ``extra["n_ood"][ood set]`` each OOD set's."""
     ident = classifier_outputs(src, id_dataset)
     id_scores = _scores(ident)
     res = {}
@@ -58,4 +59,5 @@ def ood_detection(src, id_dataset, ood_datasets: dict) -> dict[tuple[str, str], 
         o_scores = _scores(other)
         for score in OOD_SCORES:
             res[(name, score)] = ood.ood_metrics(id_scores[score], o_scores[score])
-    return res
+    return TaskResult({}, len(ident.labels), groups=res,
+                      extra={"n_ood": {name: len(ds) for name, ds in ood_datasets.items()}})

@@ -10,30 +10,38 @@ from ..metrics import zeroshot as zs
 from ..metrics.robustness import group_accuracy, worst_group_accuracy
 from ..metrics.spectral import spectral_analysis
 from .accuracy import classifier_outputs
+from .base import EmbeddingSource, TaskResult
 from .corruptions import make_corruption
 
 __all__ = ["corrupted_top1", "worst_group", "spectral"]
 
 
-def corrupted_top1(src, dataset, corruption) -> float:
-    """Zero-shot top-1 on ``dataset`` with an evaluation-time corruption (qclip.tasks.corruptions)."""
-
+def corrupted_top1(src: EmbeddingSource, dataset, corruption) -> TaskResult:
+    """Zero-shot top-1 on ``dataset`` with an evaluation-time corruption (:mod:`qclip.tasks.corruptions`)."""
     mean, std = src.preprocess_stats()
     fn = make_corruption(corruption, mean, std)
     out = classifier_outputs(src, dataset, transform=fn, transform_id=corruption.id)
-    return zs.zeroshot_metrics(out.logits, out.labels)["top1"]
+    return TaskResult({"top1": zs.zeroshot_metrics(out.logits, out.labels)["top1"]}, len(out.labels))
 
 
-def worst_group(src, dataset) -> tuple[dict, dict]:
-    """Worst-group, average and mean-group accuracy on a group-annotated set, plus per-group accuracy."""
+def worst_group(src: EmbeddingSource, dataset) -> TaskResult:
+    """Worst-group, average and mean-group accuracy on a group-annotated set (``extra["worst_group"]``
+    names the group), and ``groups[g] = {"accuracy", "n"}`` per group."""
     out = classifier_outputs(src, dataset)
     pred = zs.predictions(out.logits)
     groups = dataset.table["group"].to_numpy()
-    return worst_group_accuracy(pred, out.labels, groups), group_accuracy(pred, out.labels, groups)
+    summary = dict(worst_group_accuracy(pred, out.labels, groups))
+    worst = summary.pop("worst_group")
+    per_group = {g: {"accuracy": acc, "n": count} for g, (acc, count) in group_accuracy(pred, out.labels, groups).items()}
+    return TaskResult(summary, len(out.labels), groups=per_group, extra={"worst_group": worst})
 
 
-def spectral(ref_src, q_src, dataset) -> dict:
-    """Spectral analysis of the quantization noise on the image features of ``dataset``."""
+def spectral(ref_src: EmbeddingSource, q_src: EmbeddingSource, dataset) -> TaskResult:
+    """Spectral analysis of the quantization noise on the image features of ``dataset``: the scalar results
+    of :func:`qclip.metrics.spectral.spectral_analysis` in ``metrics``, its per-rank arrays and bands in
+    ``extra``."""
     ref = ref_src.image_embeddings(dataset).numpy().astype(np.float64)
     got = q_src.image_embeddings(dataset).numpy().astype(np.float64)
-    return spectral_analysis(ref, got)
+    res = spectral_analysis(ref, got)
+    scalars = {k: float(v) for k, v in res.items() if isinstance(v, float)}
+    return TaskResult(scalars, len(ref), extra={k: v for k, v in res.items() if k not in scalars})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -249,3 +250,24 @@ def test_property_perfect_predictor(n, c, seed):
     probs = np.eye(c)[lb]
     assert cal.ece(probs, lb) == 0.0 and cal.brier(probs, lb) == 0.0
     assert cal.nll(probs, lb) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_label_matches_a_plain_softmax(seed):
+    logits = np.random.default_rng(seed).normal(size=(40, 7)) * 5
+    conf, pred = cal.top_label(logits)
+    for n, row in enumerate(logits):
+        e = [math.exp(v - max(row)) for v in row]
+        assert conf[n] == pytest.approx(max(e) / sum(e), rel=1e-12)
+        assert pred[n] == max(range(len(row)), key=lambda c: (row[c], -c))
+
+
+@given(st.integers(1, 30), st.integers(2, 9), st.floats(-50, 50))
+@settings(max_examples=40, deadline=None)
+def test_top_label_bounds_and_shift_invariance(n, c, shift):
+    logits = np.random.default_rng(n * c).normal(size=(n, c))
+    conf, pred = cal.top_label(logits)
+    assert np.all((conf >= 1.0 / c - 1e-12) & (conf <= 1.0))
+    conf2, pred2 = cal.top_label(logits + shift)
+    np.testing.assert_allclose(conf2, conf, rtol=1e-9)
+    assert (pred2 == pred).all()

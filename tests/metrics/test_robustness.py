@@ -105,3 +105,11 @@ def test_property_order_and_permutation(n, n_groups, seed):
     assert sum(c for _, c in per.values()) == n
     perm = np.random.default_rng(seed).permutation(n)
     assert rb.worst_group_accuracy(pred[perm], labels[perm], groups[perm]) == pytest.approx(w)
+
+
+@given(st.floats(0.01, 10), st.floats(0, 10))
+@settings(max_examples=50, deadline=None)
+def test_relative_increase_mirrors_relative_change(ref, value):
+    assert rb.relative_increase(ref, value) == pytest.approx(-rb.relative_change(ref, value), abs=1e-12)
+    assert rb.relative_increase(ref, ref) == 0.0
+    assert math.isnan(rb.relative_increase(0.0, value))

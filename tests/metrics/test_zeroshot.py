@@ -231,3 +231,22 @@ def test_property_perfect_scorer_gives_one(n, c, seed):
     lg = np.eye(c)[lb] * 10.0
     m = zs.zeroshot_metrics(lg, lb)
     assert m["top1"] == m["top5"] == m["mean_per_class_recall"] == 1.0
+
+
+def test_cosine_similarity_matches_sklearn():
+    pairwise = pytest.importorskip("sklearn.metrics.pairwise")
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(6, 5)), rng.normal(size=(9, 5))
+    np.testing.assert_allclose(zs.cosine_similarity(a, b), pairwise.cosine_similarity(a, b), atol=1e-12)
+
+
+@given(st.integers(1, 8), st.integers(1, 8), st.floats(0.1, 100))
+@settings(max_examples=40, deadline=None)
+def test_cosine_similarity_bounds_and_scale_invariance(m, n, scale):
+    rng = np.random.default_rng(m * 10 + n)
+    a, b = rng.normal(size=(m, 4)), rng.normal(size=(n, 4))
+    s = zs.cosine_similarity(a, b)
+    assert s.shape == (m, n) and np.all(np.abs(s) <= 1 + 1e-12)
+    np.testing.assert_allclose(zs.cosine_similarity(a * scale, b), s, atol=1e-12)
+    np.testing.assert_allclose(np.diag(zs.cosine_similarity(a, a)), 1.0, atol=1e-12)
+    assert (zs.cosine_similarity(np.zeros((1, 4)), b) == 0).all()
