@@ -85,7 +85,9 @@ class Metric:
 @dataclass(frozen=True)
 class Family:
     """A benchmark family: one cell file in ``bench/``, its dataset kinds ("" = needs no dataset), its
-    metrics, and where the report shows it."""
+    metrics, and its group (``section``): the module of ``qclip/tasks/`` that computes it and the report
+    sections it shares (``accuracy``, ``fairness``, ``reliability``, ``robustness``; ``cost`` is measured by
+    ``qclip/perf``)."""
 
     name: str
     kinds: tuple[str, ...]
@@ -126,17 +128,11 @@ _FAMILY_LIST = (
         _m("top1", "higher", _FRACTION, "zero-shot top-1 accuracy"),
         _m("top5", "higher", _FRACTION, "zero-shot top-5 accuracy"),
         _m("mean_per_class_recall", "higher", _FRACTION, "recall averaged over classes"),
-    ), "overview", "Zero-shot classification"),
+    ), "accuracy", "Zero-shot classification"),
     Family("retrieval", ("coco",), tuple(
         _m(f"{side}_retrieval_R@K", "higher", _FRACTION, f"{what} recall@k")
         for side, what in (("image", "text → image"), ("text", "image → text"))
-    ), "overview", "Image–text retrieval"),
-    Family("throughput", ("",), (
-        _m("image_items_per_s", "higher", "items/s", "images encoded per second"),
-        _m("text_items_per_s", "higher", "items/s", "texts encoded per second"),
-        _m("peak_memory_bytes", "lower", "bytes", "peak memory of an image pass"),
-        _m("weight_bytes", "lower", "bytes", "weights as stored, quantization statistics included"),
-    ), "overview", "Throughput"),
+    ), "accuracy", "Image–text retrieval"),
     Family("facet", ("facet",), (
         _m("min_disparity@K", "zero", _FRACTION, "smallest recall(a) − recall(b) over qualifying classes"),
         _m("max_disparity@K", "zero", _FRACTION, "largest recall(a) − recall(b) over qualifying classes"),
@@ -177,9 +173,15 @@ _FAMILY_LIST = (
         _m("mean_group_accuracy", "higher", _FRACTION, "accuracy averaged over groups"),
         _m("group_accuracy", "higher", _FRACTION, "accuracy of one group"),
     ), "robustness", "Robustness"),
+    Family("throughput", ("",), (
+        _m("image_items_per_s", "higher", "items/s", "images encoded per second"),
+        _m("text_items_per_s", "higher", "items/s", "texts encoded per second"),
+        _m("peak_memory_bytes", "lower", "bytes", "peak memory of an image pass"),
+        _m("weight_bytes", "lower", "bytes", "weights as stored, quantization statistics included"),
+    ), "cost", "Throughput"),
 )
 
-#: name → family, in the report's order
+#: name → family, in the report's order (each family's section: qclip.report.document.SECTION_BUILDERS)
 FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILY_LIST}
 
 
