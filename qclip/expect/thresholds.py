@@ -1,6 +1,6 @@
 """Accuracy-preservation thresholds per quantizer (allowed drop in percentage points).
 
-Defaults are data in ``qclip/thresholds.yaml`` (shipped with the package, so an installed qclip
+Defaults are data in ``qclip/expect/thresholds.yaml`` (shipped with the package, so an installed qclip
 used from another repository has them);
 the ini option ``qclip_thresholds`` and ``--qclip-threshold NAME=PP`` override them, in that order.
 """
