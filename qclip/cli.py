@@ -182,7 +182,14 @@ def _cmd_list(args) -> int:
             q = create_quantizer(name)
             ok, reason = q.available()
             d = q.describe()
-            print(f"{name:<16} {'available' if ok else 'unavailable':<12} {d.get('scheme', ''):<40} {reason}")
+            opts = getattr(getattr(q, "config", None), "option_names", lambda: ())()
+            print(f"{name:<16} {'available' if ok else 'unavailable':<12} {d.get('scheme', ''):<40} {reason}"
+                  + (f"\n{'':<30}options: {', '.join(opts)}" if opts else ""))
+        from .quantize.simulated import grid_names
+
+        print(f"\nsimulated family (brevitas): any name w<2-8>a<4-8|16>[-rtn|-gptq][-vision|-text|-both] runs by name, "
+              f"e.g. --qclip-quantizers w4a8-gptq-vision; the study's grid ({len(grid_names())} names): "
+              f"{', '.join(grid_names()[:6])}, ... (qclip.quantize.simulated.grid_names).")
         return 0
     if args.datasets:
         from .data.config import DataConfig

@@ -19,6 +19,7 @@ from .run.options import (
     check_quantizer_ref,
     parse_device,
     parse_gate,
+    parse_nonnegative_int,
     parse_positive_int,
     parse_threshold,
 )
@@ -85,6 +86,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "Default: %(default)r.")
     g.addoption("--qclip-skew-k", metavar="K", type=parse_positive_int, default=None,
                 help="FairFace: k of MaxSkew@k/MinSkew@k. Default: min(1000, set size // 10).")
+    g.addoption("--qclip-calibration", metavar="DATASET", default=None,
+                help="Image-caption pairs for quantizers that need data (static activation scales, GPTQ, QAT): "
+                     "a COCO-format set of the dataset config. Default: the synthetic world's training pool "
+                     "(embedded default only).")
+    g.addoption("--qclip-calibration-size", metavar="N", type=parse_positive_int, default=1000,
+                help="Calibration pairs drawn from it. Default: %(default)r.")
+    g.addoption("--qclip-calibration-seed", metavar="SEED", type=parse_nonnegative_int, default=0,
+                help="Seed of the calibration sample. Default: %(default)r.")
     parser.addini("qclip_thresholds", type="linelist", default=[],
                   help="QUANTIZER=PP lines: allowed accuracy drop per quantizer in percentage points.")
     parser.addini("qclip_models", default="tiny", help="Default for --qclip-models.")

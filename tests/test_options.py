@@ -52,6 +52,9 @@ PLUGIN_BAD: dict[str, list[str]] = {
     "--qclip-fairness-gate": ["--qclip-fairness-gate", "ndkl@4"],
     "--qclip-min-samples": ["--qclip-min-samples", "0"],
     "--qclip-skew-k": ["--qclip-skew-k", "k"],
+    "--qclip-calibration": ["--qclip-calibration", "synth-imagenet"],  # not image-caption pairs
+    "--qclip-calibration-size": ["--qclip-calibration-size", "0"],
+    "--qclip-calibration-seed": ["--qclip-calibration-seed", "x"],
 }
 INI_BAD: dict[str, str] = {
     "qclip_thresholds": "bnb-nf4",

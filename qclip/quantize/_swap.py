@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
-__all__ = ["plain_linears", "replace_linears"]
+__all__ = ["plain_linears", "replace_linears", "replace_named"]
 
 _PLAIN = (nn.Linear, NonDynamicallyQuantizableLinear)
 
@@ -20,6 +20,21 @@ def plain_linears(root: nn.Module) -> list[tuple[str, nn.Module, str, nn.Linear]
         for cname, child in parent.named_children():
             if type(child) in _PLAIN:
                 out.append((f"{pname}.{cname}" if pname else cname, parent, cname, child))
+    return out
+
+
+def replace_named(root: nn.Module, names: list[str], make: Callable[[nn.Linear], nn.Module]) -> list[str]:
+    """Replace the plain ``nn.Linear`` layers of ``root`` with these qualified names by ``make(layer)``
+    (a tower's layers, :meth:`ClipModel.linear_layers`); others stay. Returns the names replaced."""
+    wanted = set(names)
+    done: dict[int, nn.Module] = {}
+    out = []
+    for name, parent, attr, layer in plain_linears(root):
+        if name in wanted:
+            if id(layer) not in done:
+                done[id(layer)] = make(layer)
+            setattr(parent, attr, done[id(layer)])
+            out.append(name)
     return out
 
 

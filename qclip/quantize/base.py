@@ -40,6 +40,8 @@ __all__ = [
     "QuantizerUnavailable",
     "ENTRY_POINT_GROUP",
     "register_quantizer",
+    "register_quantizer_pattern",
+    "is_known_quantizer",
     "list_quantizers",
     "create_quantizer",
     "load_quantizer_from_path",
@@ -60,7 +62,10 @@ class Quantizer(Protocol):
     """What qclip needs from a quantizer (third parties implement this, or subclass BaseQuantizer).
 
     ``quantize`` may modify the given model in place and return it: callers pass a fresh fp32 copy
-    (:func:`qclip.quantize.fresh_copy`). It sets ``model.quant_report``.
+    (:func:`qclip.quantize.fresh_copy`). It sets ``model.quant_report``. ``calibration`` is a
+    :class:`qclip.quantize.calibration.CalibrationSet` (image–caption pairs) for quantizers whose
+    ``needs_calibration`` is true, else None; a quantizer whose ``quantize`` takes only ``model`` (the
+    protocol before calibration) is still called that way.
     """
 
     name: str
@@ -68,7 +73,7 @@ class Quantizer(Protocol):
 
     def available(self) -> tuple[bool, str]: ...
 
-    def quantize(self, model: Any) -> Any: ...
+    def quantize(self, model: Any, calibration: Any = None) -> Any: ...
 
     def describe(self) -> dict: ...
 
@@ -174,6 +179,8 @@ class BaseQuantizer:
     spec: ClassVar[QuantizerSpec] = QuantizerSpec()
     #: whether this quantizer is expected to quantize every Linear layer (False for fp32)
     quantizes: ClassVar[bool] = True
+    #: whether quantize() needs image–caption calibration data (static scales, GPTQ, QAT)
+    needs_calibration: ClassVar[bool] = False
     layers: ClassVar[str] = ("every nn.Linear of both towers: attention q/k/v/out, MLP, final image/text "
                              "projections")
 
@@ -196,7 +203,7 @@ class BaseQuantizer:
             return False, f"{self.name}: no CUDA kernels ({cfg.library}); runs on CPU only"
         return True, ""
 
-    def quantize(self, model):
+    def quantize(self, model, calibration=None):
         ok, reason = self.available(model.device)
         if not ok:
             raise QuantizerUnavailable(reason)
@@ -204,7 +211,13 @@ class BaseQuantizer:
 
         model.prepare_for_quantization()
         fp32_bytes = fp32_weight_bytes(model.module)
-        extra = self._apply(model) or {}
+        if self.needs_calibration:
+            if calibration is None:
+                raise QuantizerUnavailable(f"{self.name}: needs calibration data (image–caption pairs: "
+                                           "--qclip-calibration), but got none")
+            extra = self._apply(model, calibration) or {}
+        else:
+            extra = self._apply(model) or {}
         model.module.eval()
         model.quant_report = make_report(model, self.name, self.resolved_config(model.device), fp32_bytes,
                                          expect_full=self.quantizes, is_target=self.is_target_storage)
@@ -260,6 +273,8 @@ class BaseQuantizer:
 # registry
 # ----------------------------------------------------------------------------------------------------
 _REGISTRY: dict[str, Callable[..., Any]] = {}
+#: families whose names are combinations (``w4a8-gptq-vision``): (compiled regex, factory(name, **options))
+_PATTERNS: list[tuple[Any, Callable[..., Any]]] = []
 _ENTRY_POINTS: dict[str, importlib.metadata.EntryPoint] = {}
 _ENTRY_POINTS_LOADED = False
 
@@ -311,6 +326,11 @@ def _known_names() -> set[str]:
     return set(_REGISTRY) | set(_ENTRY_POINTS)
 
 
+def is_known_quantizer(name: str) -> bool:
+    """Whether ``create_quantizer(name)`` resolves: registered, an entry point, or a family's name pattern."""
+    return name in _known_names() or any(p.match(name) for p, _ in _PATTERNS)
+
+
 def _natural_key(s: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
 
@@ -326,9 +346,19 @@ def list_quantizers(filter: str | Iterable[str] = "*", exclude_filters: str | It
     return sorted(keep, key=_natural_key)
 
 
+def register_quantizer_pattern(pattern, factory: Callable[..., Any]) -> None:
+    """Resolve every name matching ``pattern`` (a compiled regex) with ``factory(name, **options)``, for a
+    family too large to register name by name; registered names take precedence and are what
+    ``list_quantizers`` lists."""
+    _PATTERNS.append((pattern, factory))
+
+
 def _factory(name: str) -> Callable[..., Any]:
     if name in _REGISTRY:
         return _REGISTRY[name]
+    for pattern, factory in _PATTERNS:
+        if pattern.match(name):
+            return lambda **options: factory(name, **options)
     _load_entry_points()
     if name in _ENTRY_POINTS:
         obj = _ENTRY_POINTS.pop(name).load()

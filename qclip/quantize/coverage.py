@@ -55,10 +55,21 @@ def _dyn_weight(layer: nn.Module) -> torch.Tensor | None:
 
 def layer_storage(layer: nn.Module) -> str:
     """How the layer's weight is stored: ``float32``, ``float16``, ``bfloat16``, ``int8`` (bitsandbytes
-    LLM.int8), ``nf4``/``fp4`` (bitsandbytes 4-bit), ``qint8`` (torch.ao), or a torchao subclass name."""
+    LLM.int8), ``nf4``/``fp4`` (bitsandbytes 4-bit), ``qint8`` (torch.ao), a torchao subclass name, or
+    ``fake-int<bits>`` (brevitas fake quantization: float32 weights rounded to the grid on every call)."""
+    storage = getattr(type(layer), "qclip_storage", None)  # a layer that names its storage (qclip's own)
+    if isinstance(storage, str):
+        return storage
     dyn = _dyn_weight(layer)
     if dyn is not None:
         return str(dyn.dtype).removeprefix("torch.")
+    if type(layer).__module__.startswith("brevitas"):  # fake quant: float weights rounded on the fly
+        bits = getattr(getattr(layer, "weight_quant", None), "bit_width", None)
+        try:
+            bits = int(bits()) if callable(bits) else int(bits)
+        except Exception:  # noqa: BLE001 - a quantizer without a fixed width
+            bits = "?"
+        return f"fake-int{bits}"
     w = getattr(layer, "weight", None)
     if not isinstance(w, torch.Tensor):
         return "unknown"

@@ -30,6 +30,7 @@ __all__ = [
     "parse_gate",
     "parse_device",
     "parse_positive_int",
+    "parse_nonnegative_int",
     "parse_fraction",
     "check_compare_fail",
     "check_quantizer_ref",
@@ -109,6 +110,16 @@ def parse_device(text: str) -> str:
     if text in ("cpu", "cuda", "auto") or (head == "cuda" and sep and index.isdigit()):
         return text
     raise argparse.ArgumentTypeError(f"Expected 'cpu', 'cuda', 'cuda:N' or 'auto', but got {text!r}")
+
+
+def parse_nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"Expected an integer >= 0, but got {text!r}") from None
 
 
 def parse_positive_int(text: str) -> int:
@@ -249,8 +260,10 @@ def check_tiny_names(option: str, text: str) -> list[str]:
 
 
 def check_quantizer_patterns(option: str, text: str) -> str:
-    """Comma-separated quantizer names or fnmatch patterns: a name must be registered, a pattern match one."""
+    """Comma-separated quantizer names or fnmatch patterns: a name must resolve (registered, or a family's
+    name such as ``w4a8-gptq-vision``), a pattern match a registered one."""
     from ..quantize import list_quantizers
+    from ..quantize.base import is_known_quantizer
 
     known = list_quantizers()
     for pat in _items(option, text, "quantizer names or patterns"):
@@ -258,18 +271,19 @@ def check_quantizer_patterns(option: str, text: str) -> str:
             if not any(fnmatch.fnmatchcase(n, pat) for n in known):
                 raise OptionError(option, text, f"Expected the pattern {pat!r} to match a registered quantizer, "
                                                 f"but it matches none. Known: {', '.join(known)}.")
-        elif pat not in known:
+        elif not is_known_quantizer(pat):
             raise OptionError(option, text, f"Unknown quantizer {pat!r}.{_suggest(pat, known)}")
     return text
 
 
 def check_quantizer_names(option: str, text: str) -> str:
-    """Comma-separated registered quantizer names (no patterns)."""
+    """Comma-separated quantizer names (no patterns) that resolve."""
     from ..quantize import list_quantizers
+    from ..quantize.base import is_known_quantizer
 
     known = list_quantizers()
     for name in _items(option, text, "quantizer names"):
-        if name not in known:
+        if not is_known_quantizer(name):
             raise OptionError(option, text, f"Unknown quantizer {name!r}.{_suggest(name, known)}")
     return text
 
@@ -443,6 +457,9 @@ def plugin_options(getoption: Callable[[str], Any], getini: Callable[[str], Any]
         min_samples=getoption("qclip_min_samples"),
         skew_k=getoption("qclip_skew_k"),
         fairness_gates=tuple(getoption("qclip_fairness_gate") or ()),
+        calibration=getoption("qclip_calibration"),
+        calibration_size=getoption("qclip_calibration_size"),
+        calibration_seed=getoption("qclip_calibration_seed"),
         progress=progress,
     )
     return PluginOptions(
@@ -472,3 +489,16 @@ def check_session_options(options: PluginOptions, session) -> None:
     datasets = options.session.datasets
     if datasets != "*":
         check_dataset_patterns("--qclip-datasets", datasets, names)
+    calibration = options.session.calibration
+    if calibration is not None:
+        if calibration not in names:
+            raise OptionError("--qclip-calibration", calibration, f"Unknown dataset.{_suggest(calibration, names)}")
+        if options.session.data:
+            kind = session.data_config.get(calibration).kind
+        else:
+            from ..data.synthetic import DATASETS
+
+            kind = DATASETS[calibration][0]
+        if kind != "coco":
+            raise OptionError("--qclip-calibration", calibration,
+                              f"Expected a dataset of kind 'coco' (image-caption pairs), but it is {kind or 'not'}")

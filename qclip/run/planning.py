@@ -47,6 +47,9 @@ def quantizer_skip_reason(session: QclipSession, name: str) -> str:
     ok, reason = quantizer_available(q, session.options.device)
     if not ok:
         return f"quantizer {name} unavailable: {reason}"
+    if getattr(q, "needs_calibration", False) and session.options.data and not session.options.calibration:
+        return (f"quantizer {name} needs calibration data: name a COCO-format captions set of the dataset "
+                "config with --qclip-calibration DATASET")
     needs_cuda = getattr(getattr(q, "spec", None), "requires_cuda", False)
     if needs_cuda and not session.options.device.startswith("cuda"):
         return f"quantizer {name} needs CUDA (run with --qclip-device cuda)"

@@ -38,14 +38,21 @@ class SessionOptions:
     min_samples: int = 25
     skew_k: int | None = None  # None: min(1000, N // 10)
     fairness_gates: tuple[tuple[str, float], ...] = ()
+    #: calibration pairs for quantizers that need data: a dataset name of kind "coco", or None for the
+    #: synthetic world's training pool
+    calibration: str | None = None
+    calibration_size: int = 1000
+    calibration_seed: int = 0
     progress: bool = True
 
 
 class ModelPool:
     """Loads each fp32 model once per process and builds quantized copies on demand (small LRUs)."""
 
-    def __init__(self, cache: Cache, device: str, progress: bool = True, max_fp32: int = 2, max_quant: int = 1):
+    def __init__(self, cache: Cache, device: str, progress: bool = True, max_fp32: int = 2, max_quant: int = 1,
+                 calibration: Callable[[], object] | None = None):
         self.cache, self.device, self.progress = cache, device, progress
+        self.calibration = calibration  # builds the CalibrationSet on first use
         self._fp32: OrderedDict[str, object] = OrderedDict()
         self._quant: OrderedDict[tuple[str, str], object] = OrderedDict()
         self.max_fp32, self.max_quant = max_fp32, max_quant
@@ -74,6 +81,7 @@ class ModelPool:
 
     def quantized(self, spec: str, quantizer: str):
         from ..quantize import create_quantizer
+        from ..quantize.calibration import call_quantize
 
         def make():
             base = self.fp32(spec)
@@ -81,8 +89,8 @@ class ModelPool:
             model.to(self.device)
             q = create_quantizer(quantizer)
             self.quantize_calls += 1
-            out = q.quantize(model)
-            return out
+            data = self.calibration() if getattr(q, "needs_calibration", False) and self.calibration else None
+            return call_quantize(q, model, data)
 
         if quantizer == "fp32" and self.device == "cpu":
             return self.fp32(spec)
@@ -97,7 +105,8 @@ class QclipSession:
         if options.matmul_precision != torch.get_float32_matmul_precision():
             torch.set_float32_matmul_precision(options.matmul_precision)
         self.cache = Cache(options.cache)
-        self.pool = ModelPool(self.cache, options.device, options.progress)
+        self.pool = ModelPool(self.cache, options.device, options.progress, calibration=self.calibration_set)
+        self._calibration = None
         self.embedder = Embedder(self.cache, device=options.device, batch_size=options.batch_size,
                                  progress=options.progress)
         self._datasets: dict[str, object] = {}
@@ -142,6 +151,23 @@ class QclipSession:
             self._datasets[name] = entry.load()
         return self._datasets[name]
 
+    def calibration_set(self):
+        """The calibration pairs of quantizers that need data (built once): ``--qclip-calibration`` names a
+        COCO-format set; by default, the synthetic world's training pool (the embedded default only)."""
+        if self._calibration is None:
+            from ..quantize.calibration import from_retrieval_set, from_training_pool
+
+            o = self.options
+            if o.calibration:
+                self._calibration = from_retrieval_set(self.dataset(o.calibration), o.calibration_size,
+                                                       o.calibration_seed)
+            else:
+                from ..data.synthetic.location import ensure_world
+
+                root = ensure_world(self.cache, progress=o.progress)
+                self._calibration = from_training_pool(root, o.calibration_size, o.calibration_seed)
+        return self._calibration
+
     # ----- keys -----------------------------------------------------------------------------------
     def embed_key(self, spec: str, quantizer: str) -> EmbedKey:
         """The cache identity of (model, quantizer), computed once per process."""
@@ -159,6 +185,9 @@ class QclipSession:
             config = q.config_json()
         else:  # a third-party quantizer implementing only the protocol: its description is its config
             config = json.dumps({"name": quantizer, "describe": q.describe()}, sort_keys=True, default=str)
+        if getattr(q, "needs_calibration", False):  # the data it was calibrated (or trained) on is part of it
+            config = json.dumps({"config": config, "calibration": self.calibration_set().describe()},
+                                sort_keys=True)
         return EmbedKey(spec, weights_digest_for(spec, self.cache), quantizer, config, self.options.device,
                         self.options.matmul_precision)
 
