@@ -74,6 +74,21 @@ def test_architecture_names_no_module_that_is_gone():
     assert named <= known, f"docs/architecture.md names modules that do not exist: {sorted(named - known)}"
 
 
+def test_only_the_plugin_and_the_glue_import_pytest():
+    """What docs/architecture.md promises: everything else runs outside a test session."""
+    import ast
+
+    offenders = []
+    for dotted, path in _modules():
+        if dotted == "qclip.plugin" or dotted == "qclip.run" or dotted.startswith("qclip.run."):
+            continue
+        for node in ast.walk(ast.parse((ROOT / path).read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            offenders += [f"{path}: {n}" for n in names if n.split(".")[0] in ("pytest", "_pytest")]
+    assert not offenders, offenders
+
+
 def test_every_module_belongs_to_one_layer():
     for dotted, _ in _modules():
         if dotted != "qclip":  # the root package holds only __version__
