@@ -168,7 +168,8 @@ def _env(tmp_path: Path, sandbox: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(sandbox), env.get("PYTHONPATH", "")) if p)
     env["QCLIP_CACHE"] = str(tmp_path / "cache")
     env["QCLIP_WORLD_SIZE"] = "test"
-    env.pop("QCLIP_DATA", None)
+    for name in ("QCLIP_DATA", "PYTEST_ADDOPTS"):  # the commands as a user types them
+        env.pop(name, None)
     return env
 
 
