@@ -64,7 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="Encoding batch size. Default: %(default)r.")
     g.addoption("--qclip-threshold", metavar="QUANTIZER=PP", type=parse_threshold, action="append", default=[],
                 help="Allowed drop of top-1 / R@1 in percentage points for a quantizer (repeatable); "
-                     "overrides the ini option qclip_thresholds and bench/reference/thresholds.yaml.")
+                     "overrides the ini option qclip_thresholds and qclip/expect/thresholds.yaml.")
     g.addoption("--qclip-results", metavar="PATH", default=None,
                 help="Results store (SQLite). Default: <cache>/results.sqlite.")
     g.addoption("--qclip-resume", metavar="RUN", default=None,

@@ -1,5 +1,5 @@
-"""Calibration, OOD detection and spectral analysis from cached embeddings ("Less Precise Can Be More
-Reliable"). The zero-shot logits come from :func:`qclip.tasks.classifier_outputs`, so these share the
+"""Calibration and OOD detection from cached embeddings ("Less Precise Can Be More Reliable"; the
+spectral analysis is in :mod:`qclip.tasks.robustness`, with the robustness section). The zero-shot logits come from :func:`qclip.tasks.classifier_outputs`, so these share the
 image embeddings of the zero-shot cells.
 
 * Calibration: top-label confidence = max softmax of logit_scale · cosine; ECE (15 equal-width bins),
