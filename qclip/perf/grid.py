@@ -19,7 +19,8 @@ Projection (seconds): decode once per dataset and preprocessing config (qclip's 
 of the grid shares the OpenAI 224 px preprocessing), transfer and encode once per (model, setting,
 dataset). ``sequential`` adds the stages; ``pipelined`` takes the slowest stage (what overlapping decode
 and transfer with the encoder would reach); the bottleneck is the stage with the largest total.
-CPU-only settings (torch-dyn-int8 under CUDA) are timed on the CPU and listed apart.
+CPU-only settings (a quantizer without CUDA kernels) are timed on the CPU and listed apart; torch-dyn-int8
+runs on CUDA since qclip re-implements its kernel there (:mod:`qclip.quantize.int8_dynamic_cuda`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``measure_model`` times qclip's own encoding loop (the Embedder's batched, inference-mode path, the one
 every cell goes through) on synthetic pixels at the model's image size and synthetic captions, and takes
 the peak memory of one image pass. ``cost_table`` does it for every (model spec, quantizer) pair, marking
-pairs a quantizer cannot run on the device (e.g. CPU-only ``torch-dyn-int8`` under CUDA) instead of
+pairs a quantizer cannot run on the device (e.g. ``ao-int4wo``, CUDA only, on the CPU) instead of
 failing, and ``to_markdown`` renders the rows.
 """
 
