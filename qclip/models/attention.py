@@ -19,6 +19,7 @@ listed in ``module._qclip_raw_projections`` so coverage reports can name them.
 from __future__ import annotations
 
 import types
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,38 @@ def _merge_masks(attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor 
     return out
 
 
+#: id(mask) -> (weak reference, version, whether it is the causal mask): each mask tensor is read once
+_CAUSAL_MASKS: dict[int, tuple[weakref.ref, int, bool]] = {}
+
+
+def _is_causal_mask(mask: torch.Tensor, length: int) -> bool:
+    """Whether the 2-D ``mask`` is exactly the causal mask of ``length``: ``-inf`` (float) or ``True`` (bool)
+    strictly above the diagonal, ``0``/``False`` elsewhere (what open_clip's text tower passes).
+
+    Comparing the values costs a host synchronisation on CUDA, so the answer is kept per mask tensor and
+    version (open_clip passes the same buffer on every call); a tensor without a version counter (made
+    under ``inference_mode``) is not examined and keeps the explicit mask.
+    """
+    if mask.dim() != 2 or tuple(mask.shape) != (length, length) or not (mask.dtype == torch.bool
+                                                                         or mask.is_floating_point()):
+        return False
+    try:
+        version = mask._version
+    except RuntimeError:  # an inference tensor: no version counter to cache against
+        return False
+    hit = _CAUSAL_MASKS.get(id(mask))
+    if hit is not None and hit[0]() is mask and hit[1] == version:
+        return hit[2]
+    upper = torch.ones(length, length, dtype=torch.bool, device=mask.device).triu_(1)
+    want = upper if mask.dtype == torch.bool else torch.zeros_like(mask).masked_fill_(upper, float("-inf"))
+    result = bool(torch.equal(mask, want))
+    if len(_CAUSAL_MASKS) > 256:  # entries of masks that are gone
+        for key in [k for k, (ref, _, _) in _CAUSAL_MASKS.items() if ref() is None]:
+            del _CAUSAL_MASKS[key]
+    _CAUSAL_MASKS[id(mask)] = (weakref.ref(mask), version, result)
+    return result
+
+
 def split_attention(q_proj: nn.Module, k_proj: nn.Module, v_proj: nn.Module, out_proj: nn.Module,
                     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, num_heads: int,
                     batch_first: bool, attn_mask: torch.Tensor | None = None,
@@ -73,6 +106,12 @@ def split_attention(q_proj: nn.Module, k_proj: nn.Module, v_proj: nn.Module, out
     Semantics follow ``nn.MultiheadAttention.forward``: inputs ``[N, L, E]`` if ``batch_first`` else
     ``[L, N, E]`` (or unbatched ``[L, E]``); boolean masks mark positions *not* allowed to attend, float
     masks are added to the attention logits.
+
+    Without ``need_weights`` the softmax(QK^T / sqrt(D) + mask) V step is
+    ``F.scaled_dot_product_attention`` (its default scale, the dropout only in training). A mask that is
+    exactly causal (open_clip's text tower), or ``is_causal`` without a mask, goes in as ``is_causal=True``
+    rather than a materialised mask, so the flash kernels can take it; any other mask is passed as one
+    additive float mask. The projections stay module calls, which is what the quantizers replace.
     """
     unbatched = query.dim() == 2
     if unbatched:
@@ -92,10 +131,14 @@ def split_attention(q_proj: nn.Module, k_proj: nn.Module, v_proj: nn.Module, out
         return t.reshape(length, n, num_heads, head_dim).permute(1, 2, 0, 3)
 
     q, k, v = heads(q, q_len), heads(k, k_len), heads(v, k_len)
-    mask = _merge_masks(attn_mask, key_padding_mask, n=n, heads=num_heads, q_len=q_len, k_len=k_len,
-                        dtype=q.dtype, is_causal=is_causal, device=q.device)
     weights = None
-    if need_weights:
+    causal = (not need_weights and key_padding_mask is None and q_len == k_len
+              and (_is_causal_mask(attn_mask, q_len) if attn_mask is not None else is_causal))
+    mask = None if causal else _merge_masks(attn_mask, key_padding_mask, n=n, heads=num_heads, q_len=q_len,
+                                            k_len=k_len, dtype=q.dtype, is_causal=is_causal, device=q.device)
+    if causal:
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    elif need_weights:
         logits = (q * head_dim ** -0.5) @ k.transpose(-2, -1)
         if mask is not None:
             logits = logits + mask
