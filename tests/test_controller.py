@@ -84,17 +84,16 @@ class _Store:
 
 
 def _controller(tmp_path):
+    """A Controller built by its own __init__ (no baseline, no resume), writing to a stand-in store."""
     from qclip.run.controller import Controller
     from qclip.run.session import SessionOptions
 
-    ctl = Controller.__new__(Controller)  # the attributes __init__ sets, without a pytest config
+    opts = {"qclip_resume": None, "qclip_compare_fail": [], "qclip_baseline": None}
+    config = SimpleNamespace(rootpath=tmp_path, invocation_params=SimpleNamespace(args=("bench", "-q")),
+                             getoption=lambda name, default=None: opts.get(name, default))
     session = SimpleNamespace(options=SessionOptions(), cache=SimpleNamespace(root=tmp_path))
-    config = SimpleNamespace(rootpath=tmp_path, invocation_params=SimpleNamespace(args=("bench", "-q")))
-    ctl.config, ctl.session, ctl._store, ctl._run_id, ctl.resume_ref, ctl.resumed = config, session, _Store(), \
-        "20250101-120000-ab12", None, False
-    ctl.started, ctl.rows_written, ctl.cells_seen, ctl.deselected_finished = False, 0, set(), 0
-    ctl.regressions, ctl.failures, ctl.worker_devices, ctl.summary_lines = [], [], {}, []
-    ctl.report_dir, ctl.counters = None, {}
+    ctl = Controller(config, session)
+    ctl._store, ctl._run_id = _Store(), "20250101-120000-ab12"
     return ctl
 
 
@@ -229,7 +228,7 @@ def test_compare_fail_without_a_baseline_is_a_usage_error(tmp_path):
 
     opts = {"qclip_resume": None, "qclip_compare_fail": ["top1:0.01"], "qclip_baseline": None,
             "qclip_results": str(tmp_path / "results.sqlite")}
-    config = SimpleNamespace(getoption=opts.__getitem__)
+    config = SimpleNamespace(getoption=lambda name, default=None: opts.get(name, default))
     session = SimpleNamespace(cache=SimpleNamespace(root=tmp_path))
     with pytest.raises(pytest.UsageError, match="--qclip-compare-fail needs --qclip-baseline"):
         Controller(config, session)
