@@ -49,6 +49,7 @@ class EmbedKey:
     quantizer_config: str  # canonical JSON
     device: str
     matmul_precision: str = "highest"  # torch.set_float32_matmul_precision; 'high' = TF32 on GPUs
+    compile: bool = False  # --qclip-compile: towers run through torch.compile
 
     def parts(self) -> dict:
         v = library_versions()
@@ -60,6 +61,8 @@ class EmbedKey:
         }
         if self.matmul_precision != "highest":  # exact-fp32 keys stay as they were
             parts["matmul_precision"] = self.matmul_precision
+        if self.compile:  # eager keys stay as they were
+            parts["compile"] = "torch.compile"
         return parts
 
 

@@ -60,6 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "fp32 reference exact; 'high' allows TF32 on Ampere/Hopper GPUs (several times faster fp32 "
                      "encoders; matmul inputs rounded to a 10-bit mantissa). Embeddings are cached apart per "
                      "precision.")
+    g.addoption("--qclip-compile", action="store_true", default=False,
+                help="Run each tower through torch.compile (nn.Module.compile; a module it cannot compile "
+                     "falls back to eager). Off by default; its embeddings are cached apart.")
     g.addoption("--qclip-batch-size", metavar="N", type=parse_positive_int, default=256,
                 help="Encoding batch size. Default: %(default)r.")
     g.addoption("--qclip-threshold", metavar="QUANTIZER=PP", type=parse_threshold, action="append", default=[],

@@ -41,6 +41,7 @@ PLUGIN_BAD: dict[str, list[str]] = {
     "--qclip-cache": ["--qclip-cache", "{file}"],
     "--qclip-device": ["--qclip-device", "gpu"],
     "--qclip-matmul-precision": ["--qclip-matmul-precision", "low"],
+    "--qclip-compile": ["--qclip-compile=yes"],
     "--qclip-batch-size": ["--qclip-batch-size", "0"],
     "--qclip-threshold": ["--qclip-threshold", "bnb-nf4"],
     "--qclip-results": ["--qclip-results", "{dir}"],
@@ -104,6 +105,7 @@ CLI_BAD: dict[tuple[str, str], list[str]] = {
     ("perf", "--encode-images"): ["--encode-images", "0"],
     ("perf", "--settings"): ["--settings", "bnb-nf5"],
     ("perf", "--matmul-precision"): ["--matmul-precision", "low"],
+    ("perf", "--compile"): ["--compile=yes"],
     ("perf", "--json"): ["--json", "{dir}"],
     ("perf", "--markdown"): ["--markdown", "{dir}"],
 }

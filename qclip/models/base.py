@@ -123,9 +123,43 @@ class ClipModel(abc.ABC):
         cls = type(self)
         new = cls.__new__(cls)
         memo[id(self)] = new
-        for name, value in self.__dict__.items():
-            setattr(new, name, value if name in self._shared_on_copy else copy.deepcopy(value, memo))
+        compiled = self.__dict__.get("_compiled_towers")  # None, or the torch.compile arguments
+        # a compiled call is bound to the original module: copy the modules uncompiled, compile the copy
+        stash = [(m, m.__dict__["_compiled_call_impl"]) for m in self.module.modules()
+                 if compiled is not None and m.__dict__.get("_compiled_call_impl") is not None]
+        for m, _ in stash:
+            m._compiled_call_impl = None
+        try:
+            for name, value in self.__dict__.items():
+                setattr(new, name, value if name in self._shared_on_copy else copy.deepcopy(value, memo))
+        finally:
+            for m, call in stash:
+                m._compiled_call_impl = call
+        if compiled is not None:
+            new._compiled_towers = None
+            new.compile_towers(**compiled)
         return new
+
+    def compile_towers(self, **compile_kwargs) -> list[str]:
+        """Run the main module of each tower (the first of :meth:`towers`) through ``torch.compile``.
+
+        In place (``nn.Module.compile``): names, parameters, buffers and hooks stay as they are, so
+        coverage and byte counts do not change. A frame torch.compile cannot compile runs eagerly
+        (``torch._dynamo.config.suppress_errors``, set for the process), so a quantizer whose kernels it
+        cannot trace still runs. Idempotent; a deep copy is compiled again. Returns the towers compiled.
+        """
+        import torch._dynamo
+
+        if self.__dict__.get("_compiled_towers") is not None:
+            return []
+        torch._dynamo.config.suppress_errors = True
+        done = []
+        for tower, mods in self.towers().items():
+            if mods:
+                mods[0].compile(**compile_kwargs)
+                done.append(tower)
+        self._compiled_towers = dict(compile_kwargs)
+        return done
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.info.spec!r})"

@@ -115,7 +115,7 @@ def _measure_transfer(n: int, batch_size: int, device: str) -> float:
 
 
 def _measure_encode(base, arch: str, setting: str, device: str, n_images: int, n_texts: int, batch_size: int,
-                    repeats: int, log) -> dict:
+                    repeats: int, log, compile: bool = False) -> dict:
     import copy
 
     from ..embed import Embedder
@@ -124,6 +124,8 @@ def _measure_encode(base, arch: str, setting: str, device: str, n_images: int, n
 
     model = copy.deepcopy(base).to(device)
     model = create_quantizer(setting).quantize(model)
+    if compile:  # the untimed warm-up pass compiles
+        model.compile_towers()
     emb = Embedder(cache=None, device=device, batch_size=batch_size, progress=False)
     pix = synthetic_pixels(n_images, 224)
     texts = synthetic_texts(n_texts, words=12)
@@ -142,8 +144,10 @@ def _measure_encode(base, arch: str, setting: str, device: str, n_images: int, n
 def simulate_paper_grid(fraction: float = 0.02, device: str | None = None, workers: int | None = None,
                         batch_size: int | None = None, encode_images: int | None = None,
                         encode_texts: int | None = None, repeats: int = 2, workdir: str | Path | None = None,
-                        settings: tuple[str, ...] = GRID_SETTINGS, log: Callable[[str], None] = print) -> dict:
-    """Measure decode, transfer and encode rates on this machine and project the full grid."""
+                        settings: tuple[str, ...] = GRID_SETTINGS, log: Callable[[str], None] = print,
+                        compile: bool = False) -> dict:
+    """Measure decode, transfer and encode rates on this machine and project the full grid (``compile``:
+    the encoders' towers through torch.compile)."""
     import os
     import shutil
 
@@ -183,14 +187,15 @@ def simulate_paper_grid(fraction: float = 0.02, device: str | None = None, worke
             n_txt = encode_texts if dev == device else min(encode_texts, 32)
             try:
                 encode[f"{arch}|{s}"] = _measure_encode(base, arch, s, dev, n_img, n_txt,
-                                                        batch_size if dev == device else 16, repeats, log)
+                                                        batch_size if dev == device else 16, repeats, log,
+                                                        compile=compile)
             except Exception as exc:  # noqa: BLE001 - one failing pair is reported, not fatal
                 encode[f"{arch}|{s}"] = {"status": f"{type(exc).__name__}: {exc}"[:300]}
                 log(f"  encode {arch} {s}: {encode[f'{arch}|{s}']['status']}")
     if workdir is None:
         shutil.rmtree(work, ignore_errors=True)
     result = {"device": device, "device_name": _device_name(device), "workers": workers,
-              "matmul_precision": torch.get_float32_matmul_precision(),
+              "matmul_precision": torch.get_float32_matmul_precision(), "compile": compile,
               "batch_size": batch_size, "fraction": fraction, "decode": decode, "transfer_images_per_s": transfer,
               "encode": encode, "measure_s": time.perf_counter() - t_start}
     result["projection"] = project(result)

@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--matmul-precision", metavar="P", choices=("highest", "high", "medium"), default="highest",
                    help="float32 matmul precision for every measurement ('high' = TF32 on Ampere/Hopper GPUs), "
                         "as --qclip-matmul-precision in pytest. Default: %(default)r.")
+    p.add_argument("--compile", action="store_true",
+                   help="table, grid: run each tower through torch.compile (as --qclip-compile in pytest); the "
+                        "first, untimed pass compiles. Measure once with and once without for before/after.")
     p.add_argument("--json", metavar="PATH", default=None, help="write all results as JSON")
     p.add_argument("--markdown", metavar="PATH", default=None, help="write the summary as markdown")
 
@@ -127,7 +130,8 @@ def run(args) -> int:
     import torch
 
     torch.set_float32_matmul_precision(args.matmul_precision)
-    results: dict = {"machine": {**machine_info(), "matmul_precision": args.matmul_precision}}
+    results: dict = {"machine": {**machine_info(), "matmul_precision": args.matmul_precision,
+                                 "compile": bool(args.compile)}}
     if args.throughput:
         from .compare import embed_vs_plain
 
@@ -153,14 +157,16 @@ def run(args) -> int:
 
         results["table"] = cost_table([s.strip() for s in args.models.split(",") if s.strip()],
                                       [q.strip() for q in args.quantizers.split(",") if q.strip()], args.device,
-                                      args.batch_size or 64, args.images, args.images * 2, args.repeats, log=log)
+                                      args.batch_size or 64, args.images, args.images * 2, args.repeats, log=log,
+                                      compile=args.compile)
     if args.simulate_paper_grid:
         from .grid import simulate_paper_grid
 
         results["grid"] = simulate_paper_grid(args.fraction, args.device,
                                               args.workers, args.batch_size, args.encode_images, None,
                                               max(1, min(args.repeats, 2)),
-                                              settings=tuple(s.strip() for s in args.settings.split(",")), log=log)
+                                              settings=tuple(s.strip() for s in args.settings.split(",")), log=log,
+                                              compile=args.compile)
     text = _summary(results)
     print("\n" + text)
     if args.json:

@@ -59,8 +59,11 @@ def _image_size(model) -> int:
 
 def cost_table(specs: Sequence[str], quantizers: Sequence[str], device: str = "cpu", batch_size: int = 64,
                n_images: int = 128, n_texts: int = 256, repeats: int = 3, cache=None,
-               log=print) -> list[dict]:
-    """One row per (spec, quantizer): measured numbers, or ``status`` = the reason it did not run."""
+               log=print, compile: bool = False) -> list[dict]:
+    """One row per (spec, quantizer): measured numbers, or ``status`` = the reason it did not run.
+
+    ``compile``: the quantized model's towers run through torch.compile (``ClipModel.compile_towers``); the
+    untimed warm-up pass compiles."""
     from ..cache import Cache
     from ..models import load_model
     from ..quantize import create_quantizer
@@ -72,7 +75,7 @@ def cost_table(specs: Sequence[str], quantizers: Sequence[str], device: str = "c
         base = load_model(spec, cache, progress=False)
         log(f"loaded {spec} in {time.perf_counter() - t0:.1f} s")
         for qname in quantizers:
-            row = {"model": spec, "quantizer": qname, "device": device}
+            row = {"model": spec, "quantizer": qname, "device": device, "compile": compile}
             q = create_quantizer(qname)
             ok, reason = q.available(device)
             if not ok:
@@ -84,6 +87,8 @@ def cost_table(specs: Sequence[str], quantizers: Sequence[str], device: str = "c
                 t0 = time.perf_counter()
                 model = copy.deepcopy(base).to(device)
                 model = q.quantize(model)
+                if compile:
+                    model.compile_towers()
                 row["quantize_s"] = time.perf_counter() - t0
                 row.update(measure_model(model, device, batch_size, n_images, n_texts, repeats))
                 report = model.quant_report or {}

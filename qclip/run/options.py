@@ -452,6 +452,7 @@ def plugin_options(getoption: Callable[[str], Any], getini: Callable[[str], Any]
         cache=cache,
         device=resolve_device("--qclip-device", getoption("qclip_device")),
         matmul_precision=getoption("qclip_matmul_precision"),
+        compile=bool(getoption("qclip_compile")),
         batch_size=getoption("qclip_batch_size"),
         thresholds=thresholds,
         min_samples=getoption("qclip_min_samples"),

@@ -33,6 +33,8 @@ class SessionOptions:
     device: str = "cpu"
     #: torch.set_float32_matmul_precision: 'highest' (exact fp32, the default) or 'high' (TF32 on GPUs)
     matmul_precision: str = "highest"
+    #: run each tower through torch.compile (ClipModel.compile_towers); part of the embedding cache key
+    compile: bool = False
     batch_size: int = 256
     thresholds: dict[str, float] = field(default_factory=dict)
     min_samples: int = 25
@@ -50,8 +52,9 @@ class ModelPool:
     """Loads each fp32 model once per process and builds quantized copies on demand (small LRUs)."""
 
     def __init__(self, cache: Cache, device: str, progress: bool = True, max_fp32: int = 2, max_quant: int = 1,
-                 calibration: Callable[[], object] | None = None):
+                 calibration: Callable[[], object] | None = None, compile: bool = False):
         self.cache, self.device, self.progress = cache, device, progress
+        self.compile = compile  # quantized copies (fp32 included) run their towers through torch.compile
         self.calibration = calibration  # builds the CalibrationSet on first use
         self._fp32: OrderedDict[str, object] = OrderedDict()
         self._quant: OrderedDict[tuple[str, str], object] = OrderedDict()
@@ -90,9 +93,12 @@ class ModelPool:
             q = create_quantizer(quantizer)
             self.quantize_calls += 1
             data = self.calibration() if getattr(q, "needs_calibration", False) and self.calibration else None
-            return call_quantize(q, model, data)
+            model = call_quantize(q, model, data)
+            if self.compile:
+                model.compile_towers()
+            return model
 
-        if quantizer == "fp32" and self.device == "cpu":
+        if quantizer == "fp32" and self.device == "cpu" and not self.compile:
             return self.fp32(spec)
         return self._touch(self._quant, (spec, quantizer), self.max_quant, make)
 
@@ -105,7 +111,8 @@ class QclipSession:
         if options.matmul_precision != torch.get_float32_matmul_precision():
             torch.set_float32_matmul_precision(options.matmul_precision)
         self.cache = Cache(options.cache)
-        self.pool = ModelPool(self.cache, options.device, options.progress, calibration=self.calibration_set)
+        self.pool = ModelPool(self.cache, options.device, options.progress, calibration=self.calibration_set,
+                              compile=options.compile)
         self._calibration = None
         self.embedder = Embedder(self.cache, device=options.device, batch_size=options.batch_size,
                                  progress=options.progress)
@@ -189,7 +196,7 @@ class QclipSession:
             config = json.dumps({"config": config, "calibration": self.calibration_set().describe()},
                                 sort_keys=True)
         return EmbedKey(spec, weights_digest_for(spec, self.cache), quantizer, config, self.options.device,
-                        self.options.matmul_precision)
+                        self.options.matmul_precision, compile=self.options.compile)
 
     def model_meta(self, spec: str, quantizer: str) -> dict:
         """Logit scale and quantization report of (model, quantizer), cached so hits load no model."""
