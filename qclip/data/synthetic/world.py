@@ -23,6 +23,13 @@ is drawn from ``seed`` (same seed, same bytes) and written under ``root``:
                                 dataset config; ``.complete`` holds the manifest's digest
 ==============================  ===============================================================
 
+Provenance in ``world.json``: ``content_digest`` (the world's checksum: sha256 over every file's
+path and sha256), ``generated_on`` (torch's CPU capability and the numpy/Pillow versions of the
+machine that wrote it) and ``tiny_models`` (per training mode, each tiny model trained on this world:
+its weights' sha256, the CPU capability of the machine that trained it and its cache key; added by
+:func:`record_tiny_model`, which leaves the ``.complete`` marker valid: the marker is the digest of the
+manifest without that section).
+
 Attributes (the roles of FACET's and FairFace's sensitive attributes): ``presentation``
 (masc/fem: hair length and torso shape; FairFace gender Male/Female), ``tone`` (Monk 1..10:
 skin colour; FACET: 3 annotator votes around the true tone, sometimes ``na``; FairFace race:
@@ -56,6 +63,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,7 +74,7 @@ from . import _draw as D
 from . import _parts
 
 __all__ = ["GENERATOR_VERSION", "WorldSize", "SIZES", "DATASETS", "generate_world", "world_is_complete",
-           "read_manifest"]
+           "read_manifest", "record_tiny_model"]
 
 GENERATOR_VERSION = "2"
 MARKER = ".complete"
@@ -149,15 +157,51 @@ def read_manifest(root: str | Path) -> dict:
     return json.loads((Path(root) / MANIFEST).read_text(encoding="utf-8"))
 
 
+#: the manifest's section written after generation (not covered by the marker)
+TINY_MODELS_KEY = "tiny_models"
+
+
+def _marker_digest(raw: bytes) -> str:
+    """sha256 of the manifest as generated: without :data:`TINY_MODELS_KEY` (a manifest without it is
+    hashed as it is on disk)."""
+    if TINY_MODELS_KEY.encode() not in raw:
+        return hashlib.sha256(raw).hexdigest()
+    manifest = json.loads(raw)
+    manifest.pop(TINY_MODELS_KEY, None)
+    return hashlib.sha256(_canonical(manifest)).hexdigest()
+
+
 def world_is_complete(root: str | Path) -> bool:
     """True when ``root`` holds a fully written world (its marker matches its manifest)."""
     root = Path(root)
     try:
         marker = (root / MARKER).read_text(encoding="utf-8").strip()
         manifest = (root / MANIFEST).read_bytes()
-    except OSError:
+        return marker == _marker_digest(manifest)
+    except (OSError, ValueError):
         return False
-    return marker == hashlib.sha256(manifest).hexdigest()
+
+
+def record_tiny_model(root: str | Path, name: str, entry: dict) -> bool:
+    """Write ``entry`` (a JSON-able dict with a ``mode``) as ``world.json["tiny_models"][mode][name]``
+    of the complete world at ``root``; atomic and file-locked. Returns whether the file changed."""
+    from filelock import FileLock
+
+    root, mode = Path(root), str(entry["mode"])
+    if read_manifest(root).get(TINY_MODELS_KEY, {}).get(mode, {}).get(name) == entry:
+        return False
+    with FileLock(str(root / ".world.lock")):
+        if not world_is_complete(root):
+            return False
+        manifest = read_manifest(root)
+        models = manifest.setdefault(TINY_MODELS_KEY, {}).setdefault(mode, {})
+        if models.get(name) == entry:
+            return False
+        models[name] = dict(entry)
+        tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
+        tmp.write_bytes(_canonical(manifest))
+        os.replace(tmp, root / MANIFEST)  # readers see the old or the new file, both complete
+    return True
 
 
 def _config_toml(seed: int, size: str) -> str:
@@ -196,6 +240,23 @@ def generate_world(root: str | Path, seed: int = 0, size: str = "default", progr
             elif path.exists() or path.is_symlink():
                 path.unlink()
         return _generate(root, seed, size, progress)
+
+
+def _generated_on() -> dict:
+    """What could make another machine write other bytes: torch's CPU capability there (the world is drawn
+    with numpy and encoded by Pillow; its digest was the same under every numpy, libm and libjpeg SIMD level
+    tried, see docs/reproducibility.md) and the versions of the libraries that draw and encode."""
+    from importlib import metadata
+
+    import torch
+
+    versions = {}
+    for dist in ("numpy", "pillow"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "absent"
+    return {"cpu_capability": str(torch.backends.cpu.get_cpu_capability()), **versions}
 
 
 def _generate(root: Path, seed: int, size: str, progress: bool) -> dict:
@@ -244,6 +305,7 @@ def _generate(root: Path, seed: int, size: str, progress: bool) -> dict:
         "recommended": {"fairface_k": max(10, sz.fairface_faces // 10), "facet_min_group": 25},
         "files": len(w.digests),
         "content_digest": w.content_digest(),
+        "generated_on": _generated_on(),
     }
     raw = _canonical(manifest)
     (root / MANIFEST).write_bytes(raw)

@@ -401,7 +401,7 @@ def _fairface_numbers(spec, module, ds, manifest) -> dict:
     return out
 
 
-def _check_one(name: str, world: str, threads: int, weights: str | None) -> dict:
+def _check_one(name: str, world: str, threads: int, weights: str | None, mode: str = "native") -> dict:
     from safetensors.torch import load_file, save_file
 
     spec = TINY_MODELS[name]
@@ -410,6 +410,13 @@ def _check_one(name: str, world: str, threads: int, weights: str | None) -> dict
     if path is not None and path.is_file():
         state = load_file(str(path))
         res["weights"] = f"loaded {path}"
+    elif mode == "reproducible":  # portable kernels: a subprocess with the environment of the mode
+        from .reproducible import train_in_subprocesses
+
+        t0 = time.perf_counter()
+        state, info = train_in_subprocesses([spec], world, mode, progress=False)[name]
+        res = {"train_seconds": round(time.perf_counter() - t0, 1), "train_cpu_seconds": info["cpu_seconds"],
+               "sha256": info["sha256"]}
     else:
         t0, c0 = time.perf_counter(), time.process_time()
         state = train_tiny(spec, world, progress=False, threads=threads)
@@ -441,6 +448,8 @@ def _main(argv: list[str] | None = None) -> int:
                    help="models trained at once, one process each. Default: %(default)r.")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads per training process. Default: %(default)r.")
+    p.add_argument("--mode", choices=("native", "reproducible"), default="native",
+                   help="training mode (qclip.models.tiny.reproducible). Default: %(default)r.")
     p.add_argument("--weights", metavar="DIR", help="save trained weights there; reuse the ones found there")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     args = p.parse_args(argv)
@@ -456,7 +465,7 @@ def _main(argv: list[str] | None = None) -> int:
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     results, t0 = {}, time.perf_counter()
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {n: pool.submit(_check_one, n, args.world, args.threads, args.weights) for n in names}
+        futures = {n: pool.submit(_check_one, n, args.world, args.threads, args.weights, args.mode) for n in names}
         for name, fut in futures.items():
             results[name] = fut.result()
             print(json.dumps({name: results[name]}), flush=True)
