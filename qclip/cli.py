@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="tiny", metavar="NAMES",
                    help="Comma-separated tiny model names, or 'tiny' for all. Default: %(default)r.")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--reproducible", dest="mode", action="store_const", const="reproducible",
+                      help="train with the portable kernels of torch, MKL, oneDNN and libm, in subprocesses: the "
+                           "same weights on every x86_64 machine (the default unless $QCLIP_TINY_MODE says native)")
+    mode.add_argument("--native", dest="mode", action="store_const", const="native",
+                      help="train with this machine's fastest kernels (weights that depend on its CPU); pytest "
+                           "sessions use these weights when QCLIP_TINY_MODE=native")
 
     p = sub.add_parser("list", help="list models, quantizers or datasets with their availability")
     _add_common(p)
@@ -104,6 +111,7 @@ def _check(args) -> None:
         o.check_folder("--cache", args.cache)
     if args.command == "prepare":
         args.models = o.check_tiny_names("--models", args.models)
+        args.mode = _tiny_mode(args.mode, args.cache)
     elif args.command == "list":
         if args.models is not None:
             o.check_model_specs("--models", args.models)
@@ -153,20 +161,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _tiny_mode(mode: str | None, cache: str | None) -> str:
+    """The training mode of ``qclip prepare``: the flag, else $QCLIP_TINY_MODE, else the cache's last one."""
+    import os
+
+    from .cache import default_cache_dir
+    from .models.tiny.reproducible import MODE_ENV, MODE_FILE, tiny_mode
+    from .run.options import OptionError
+
+    root = Path(cache or default_cache_dir())
+    try:
+        return tiny_mode(mode, root)
+    except ValueError as exc:
+        env = os.environ.get(MODE_ENV)
+        option, value = (f"${MODE_ENV}", env) if env else (str(root / MODE_FILE), (root / MODE_FILE).read_text().strip())
+        raise OptionError(option, value, str(exc)) from None
+
+
 def _cmd_prepare(args) -> int:
     from .cache import Cache
     from .data.synthetic.location import ensure_world, world_root
-    from .models.tiny.weights import prepare
+    from .data.synthetic.world import read_manifest
+    from .models.tiny.reproducible import machine_info
+    from .models.tiny.weights import prepare, tiny_provenance
 
     cache = Cache(args.cache)
     names = args.models  # tiny model names, checked by parse_args
     t0 = time.perf_counter()
-    ensure_world(cache, progress=not args.quiet)
+    root = ensure_world(cache, progress=not args.quiet)
     t_world = time.perf_counter() - t0
-    prepare(cache, names, progress=not args.quiet)
+    prepare(cache, names, progress=not args.quiet, mode=args.mode)
     total = time.perf_counter() - t0
-    print(f"world: {world_root(cache)} ({t_world:.0f} s)")
-    print(f"tiny models: {', '.join(names)} trained and cached under {cache.root}")
+    print(f"world: {root} ({t_world:.0f} s), content digest {read_manifest(root)['content_digest']}")
+    print(f"tiny models ({args.mode} mode; this machine's torch CPU capability {machine_info()['cpu_capability']}), "
+          f"weights sha256:")
+    for name in names:
+        prov = tiny_provenance(name, cache, args.mode) or {}
+        print(f"  {name}  {prov.get('sha256', '?')}  (trained where torch reports {prov.get('cpu_capability', '?')})")
+    print(f"cached under {cache.root}; recorded in {world_root(cache) / 'world.json'} (tiny_models)")
     print(f"qclip prepare finished in {total:.0f} s")
     return 0
 
@@ -249,11 +281,31 @@ def _cmd_gate(args) -> int:
     from .expect.gate import run_gates
 
     outcomes = run_gates(args.current_rows, args.baseline_rows, args.compare_fail)  # loaded by parse_args
+    for line in _provenance_warnings(args):
+        print(line, file=sys.stderr)
     for g in outcomes:
         print(g)
         for d in g.details:
             print(f"  {d}")
     return 0 if all(g.passed for g in outcomes) else 1
+
+
+def _provenance_warnings(args) -> list[str]:
+    """Lines naming what differs between the baseline's and the current run's provenance (none if nothing)."""
+    from .expect.provenance import load_baseline_meta, warning_lines
+    from .results import ResultStore
+
+    path = _store_path(args)
+    store = ResultStore(path) if path.is_file() else None
+    try:
+        baseline, current = load_baseline_meta(args.baseline, store), load_baseline_meta(args.current, store)
+    finally:
+        if store is not None:
+            store.close()
+    if current is None:
+        return [f"warning: --current {args.current} records no provenance: the baseline cannot be checked against it"]
+    return [line.replace("WARNING:", "warning:", 1) for line in warning_lines(baseline, current,
+                                                                             f"baseline {args.baseline}")]
 
 
 def _cmd_perf(args) -> int:

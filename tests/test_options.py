@@ -67,6 +67,8 @@ CLI_BAD: dict[tuple[str, str], list[str]] = {
     ("prepare", "--cache"): ["--cache", "{file}"],
     ("prepare", "--models"): ["--models", "tiny-z"],
     ("prepare", "--quiet"): ["--quiet=yes"],
+    ("prepare", "--reproducible"): ["--reproducible=yes"],
+    ("prepare", "--native"): ["--native=yes"],
     ("list", "--cache"): ["--quantizers", "--cache", "{file}"],
     ("list", "--models"): ["--models", "paperr"],
     ("list", "--quantizers"): ["--quantizers=yes"],

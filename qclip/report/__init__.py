@@ -7,6 +7,7 @@ the few lines pytest prints in its terminal summary.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -26,8 +27,9 @@ from qclip.stats import population_stats
 
 __all__ = ["REPORT_FILES", "terminal_summary", "write_report"]
 
-REPORT_FILES = ("report.md", "report.html", "results.csv", "results.json", "stats.csv")
-"""Files every report folder holds (plus its PNG plots)."""
+REPORT_FILES = ("report.md", "report.html", "results.csv", "results.json", "stats.csv", "run.json")
+"""Files every report folder holds (plus its PNG plots); ``run.json`` is the run's metadata (its provenance
+travels with the folder when it serves as a baseline)."""
 
 _MAX_LINES = 25
 
@@ -76,6 +78,8 @@ def write_report(
 
     write_rows_csv(rows, out / "results.csv")
     write_rows_json(rows, out / "results.json")
+    (out / "run.json").write_text(json.dumps({"run_id": run_id, **meta}, indent=1, sort_keys=True, default=str) + "\n",
+                                  encoding="utf-8")
     stats.to_csv(out / "stats.csv", index=False)
     from qclip.report.figures import write_figures  # matplotlib loads only when a report is written
 

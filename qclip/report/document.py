@@ -53,7 +53,8 @@ CONVENTIONS = [
     "Rows of skipped or errored cells are left out of every table, figure and test.",
 ]
 
-_KEY_META = ("git_commit", "device", "device_name", "matmul_precision", "started", "finished", "qclip_version")
+_KEY_META = ("git_commit", "device", "device_name", "matmul_precision", "started", "finished", "qclip_version",
+             "provenance.cpu_capability", "provenance.tiny_mode", "provenance.data.world_digest")
 
 
 def _flat_meta(meta: dict) -> dict:
@@ -70,6 +71,20 @@ def _flat_meta(meta: dict) -> dict:
     return flat
 
 
+def _weights_blocks(meta: dict) -> list:
+    """The weights each model of the run had (checksum, tiny training mode, where trained): what a baseline
+    must match (see qclip.expect.provenance)."""
+    models = (meta.get("provenance") or {}).get("models") or {}
+    if not models:
+        return []
+    table = pd.DataFrame({"Model": list(models),
+                          "Weights (sha256 or digest)": [str(p.get("weights", "")) for p in models.values()],
+                          "Tiny mode": [str(p.get("mode", "")) for p in models.values()],
+                          "Trained where torch reports": [str(p.get("trained_cpu_capability", ""))
+                                                          for p in models.values()]})
+    return [Para("Weights of the run's models (a baseline with other weights is another population):"), Table(table)]
+
+
 def _run_sections(run_id: str, meta: dict, rows: pd.DataFrame) -> tuple[Section, Section]:
     """The short run table for the top and the full metadata for the end."""
     flat = {"run id": run_id, **_flat_meta({k: v for k, v in meta.items() if k != DATA_META_KEY})}
@@ -79,6 +94,7 @@ def _run_sections(run_id: str, meta: dict, rows: pd.DataFrame) -> tuple[Section,
         key[f"{col}s"] = flat[f"{col}s"] = f"{len(values)}: {', '.join(values)}" if values else "none"
     key["result rows"] = flat["result rows"] = str(len(rows))
     run = Section("Run", [Table(pd.DataFrame({"Key": list(key), "Value": [str(v) for v in key.values()]})),
+                          *_weights_blocks(meta),
                           Para("All run metadata (arguments, libraries, cache counters, thresholds) is at the end.")])
     everything = Section("Run metadata", [
         Details(f"All {len(flat)} keys", [Table(pd.DataFrame({"Key": list(flat), "Value": [str(v) for v in flat.values()]}))]),
@@ -103,7 +119,7 @@ def _gate_lines(gates) -> list[str]:
     return lines
 
 
-def _gates_section(gates) -> Section:
+def _gates_section(gates, meta: dict | None = None) -> Section:
     sec = Section("Gates")
     if gates is None:
         sec.blocks.append(Para("No gates were configured for this run."))
@@ -111,6 +127,11 @@ def _gates_section(gates) -> Section:
         sec.blocks.append(Para("Gates ran and found no regression."))
     else:
         sec.blocks.append(Bullets(_gate_lines(gates)))
+    baseline = (meta or {}).get("baseline") or {}
+    if baseline.get("differences"):
+        sec.blocks.append(Para(f"Warning: the baseline `{baseline.get('ref', '')}` differs from this run in what "
+                               "produced its numbers, so the comparison mixes populations:"))
+        sec.blocks.append(Bullets([str(d) for d in baseline["differences"]]))
     return sec
 
 
@@ -199,7 +220,7 @@ def build_document(
     doc = [
         run,
         glance_section(ok, stats),
-        _gates_section(gates),
+        _gates_section(gates, meta),
         _cells_section(cells),
         data_section(meta),
     ]

@@ -85,14 +85,18 @@ class Controller:
         if self.checks and not self.baseline:
             raise pytest.UsageError("--qclip-compare-fail needs --qclip-baseline RUN|FILE to compare against")
         self.baseline_rows = None
+        self.baseline_meta: dict | None = None
+        self.baseline_warnings: list[str] = []
         if self.baseline:  # the Controller exists on the controller only
             # loaded up front, before this run exists in the store, so 'latest' means the previous run
             from ..expect.gate import load_baseline
+            from ..expect.provenance import load_baseline_meta
 
             try:
                 self.baseline_rows = load_baseline(self.baseline, self.store)
             except (KeyError, FileNotFoundError, ValueError) as exc:
                 raise pytest.UsageError(f"--qclip-baseline {self.baseline}: {exc}") from None
+            self.baseline_meta = load_baseline_meta(self.baseline, self.store)
         self.started = False
         self.rows_written = 0
         self.cells_seen: set[str] = set()
@@ -197,6 +201,7 @@ class Controller:
                                            "worker_devices": dict(sorted(self.worker_devices.items())),
                                            "finished": dt.datetime.now().isoformat(timespec="seconds")})
         rows = self.store.rows(self.run_id)
+        self._record_provenance(rows)
         # what each dataset of the run read and left out, stored with the run for the report's Data section
         self.store.start_run(self.run_id, {META_KEY: collect_summaries(rows, self.session)})
         gates = None
@@ -213,6 +218,22 @@ class Controller:
         self.summary_lines = terminal_summary(rows, stats) if stats is not None else []
         self.finish_seconds = time.perf_counter() - t0
 
+    def _record_provenance(self, rows) -> None:
+        """Store what produced the run's numbers (weights checksums, tiny mode, world, CPU capability) and, with
+        a baseline, warn about every difference from the baseline's (qclip.expect.provenance)."""
+        from ..models.provenance import run_provenance
+
+        specs = sorted(rows["model"].unique()) if not rows.empty else []
+        self.store.start_run(self.run_id, {"provenance": run_provenance(specs, self.session.cache,
+                                                                        data=self.session.options.data)})
+        if self.baseline:
+            from ..expect.provenance import provenance_differences, warning_lines
+
+            current = self.store.meta(self.run_id)
+            diffs = provenance_differences(self.baseline_meta, current)
+            self.baseline_warnings = warning_lines(self.baseline_meta, current, f"baseline {self.baseline}")
+            self.store.start_run(self.run_id, {"baseline": {"ref": str(self.baseline), "differences": diffs}})
+
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.started:
             return
@@ -228,6 +249,8 @@ class Controller:
             tr.write_line(f"{status}: {key}: {reason.splitlines()[0][:300]}", red=True)
         if len(self.failures) > _MAX_FAILURE_LINES:
             tr.write_line(f"… and {len(self.failures) - _MAX_FAILURE_LINES} more failed cells (see the report)", red=True)
+        for line in self.baseline_warnings:
+            tr.write_line(line, yellow=True)
         for g in self.regressions:
             tr.write_line(f"GATE FAILED: {g}", red=True)
             for d in g.details:
