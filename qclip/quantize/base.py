@@ -181,6 +181,9 @@ class BaseQuantizer:
     quantizes: ClassVar[bool] = True
     #: whether quantize() needs image–caption calibration data (static scales, GPTQ, QAT)
     needs_calibration: ClassVar[bool] = False
+    #: whether outputs depend on which samples share a batch (a per-batch activation range, outlier columns
+    #: chosen per batch): the encoding batch size is then part of the cache key
+    batch_dependent: ClassVar[bool] = False
     layers: ClassVar[str] = ("every nn.Linear of both towers: attention q/k/v/out, MLP, final image/text "
                              "projections")
 

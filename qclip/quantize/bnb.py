@@ -120,6 +120,7 @@ class _Bnb(BaseQuantizer):
 class BnbInt8(_Bnb):
     """bitsandbytes LLM.int8 (``Linear8bitLt``, vector-wise int8 with outlier decomposition)."""
 
+    batch_dependent = True  # the fp16 outlier columns are those with an outlier anywhere in the batch
     name = "bnb-int8"
     spec = BnbInt8Spec(library="bitsandbytes", bits=8, min_version=_MIN_BNB,
                        scheme="LLM.int8: int8 weights, per-row absmax, fp16 outlier columns")

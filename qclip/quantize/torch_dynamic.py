@@ -42,6 +42,7 @@ class TorchDynamicInt8(BaseQuantizer):
     """``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear`` (qint8)."""
 
     name = "torch-dyn-int8"
+    batch_dependent = True  # one activation scale and zero point per call, from the whole batch
     family = "torch"
     spec = TorchDynamicSpec(library="torch", bits=8, supports_cuda=True,
                             scheme="dynamic int8: int8 weights, activations quantized per batch")

@@ -192,6 +192,8 @@ class QclipSession:
             config = q.config_json()
         else:  # a third-party quantizer implementing only the protocol: its description is its config
             config = json.dumps({"name": quantizer, "describe": q.describe()}, sort_keys=True, default=str)
+        if getattr(q, "batch_dependent", False):  # its outputs depend on the batch it was computed in
+            config = json.dumps({"config": config, "batch_size": self.options.batch_size}, sort_keys=True)
         if getattr(q, "needs_calibration", False):  # the data it was calibrated (or trained) on is part of it
             config = json.dumps({"config": config, "calibration": self.calibration_set().describe()},
                                 sort_keys=True)

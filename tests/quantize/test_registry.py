@@ -76,7 +76,8 @@ def test_list_is_naturally_sorted_and_filtered():
     names = list_quantizers()
     assert names == sorted(names, key=qbase._natural_key)
     assert list_quantizers("bnb-*") == ["bnb-fp4", "bnb-int8", "bnb-nf4"]
-    assert list_quantizers("*", exclude_filters=("ao-*", "bnb-*")) == ["bf16", "fp16", "fp32", "torch-dyn-int8"]
+    assert list_quantizers("*", exclude_filters=("ao-*", "bnb-*", "w*a*")) == ["bf16", "fp16", "fp32", "torch-dyn-int8"]
+    assert list_quantizers("w*a8") == ["w4a8", "w6a8", "w8a8"]
     assert list_quantizers(["fp*", "bf16"]) == ["bf16", "fp16", "fp32"]
     assert list_quantizers("nothing-*") == []
 
