@@ -18,7 +18,8 @@ BENCH = ROOT / "bench"
 DATA = ROOT / "tests" / "plugin_data.toml"
 MODELS = "random:open_clip/ViT-B-32/tiny,random:hf/openai/clip-vit-base-patch32/tiny,random:open_clip/ViT-B-16/tiny"
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+# slow: every test runs bench cells in pytest subprocesses, two of them with xdist workers of their own
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 
 
 def _cmd(cache: Path, *args: str) -> list[str]:

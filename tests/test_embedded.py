@@ -14,28 +14,21 @@ import numpy as np
 import pytest
 import torch
 
-from qclip.cache import Cache
+from tests.conftest import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = "tiny-a"
+MODEL = TINY_MODEL
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+# slow: trains tiny-a (about two minutes on one core). `pytest tests` runs this file on one xdist worker
+# (ONE_WORKER_FILES in the root conftest.py) and the rest of the suite on the other meanwhile.
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(cache, world root, spec, trained module) for tiny-a, built once for this module."""
-    from qclip.data.synthetic.location import ensure_world
-    from qclip.models.tiny import TINY_MODELS, build_tiny_module
-    from qclip.models.tiny.weights import tiny_weights
-
-    cache = Cache(tmp_path_factory.mktemp("qclip-cache"))
-    root = ensure_world(cache, progress=False)
-    state, _ = tiny_weights(MODEL, cache, progress=False)
-    spec = TINY_MODELS[MODEL]
-    module = build_tiny_module(spec)
-    module.load_state_dict(state)
-    return cache, root, spec, module.eval()
+def trained(trained_tiny):
+    """(cache, world root, spec, trained module) for tiny-a: the session's one trained tiny-a
+    (``tests/conftest.py``), trained through the qclip cache on first use."""
+    return trained_tiny
 
 
 def test_planted_effects_are_recovered_with_their_sign(trained):

@@ -16,6 +16,7 @@ DATA = ROOT / "tests" / "plugin_data.toml"
 MODELS = "random:open_clip/ViT-B-32/tiny,random:hf/openai/clip-vit-base-patch32/tiny"
 
 pytestmark = pytest.mark.filterwarnings("ignore")
+# the tests that run bench cells in a pytest subprocess are marked slow (5 to 15 s each on 2 cores)
 
 
 def _run(pytester: pytest.Pytester, cache: Path, *args: str):
@@ -37,6 +38,7 @@ def _rows(cache: Path, where: str = "1=1") -> list[tuple]:
     return con.execute(f"SELECT cell_id, quantizer, metric, subgroup, value, reference FROM rows WHERE {where}").fetchall()
 
 
+@pytest.mark.slow
 def test_cells_run_record_and_a_rerun_reuses_the_cache(pytester, tmp_path):
     cache = tmp_path / "cache"
     args = (str(BENCH / "test_zeroshot.py"), str(BENCH / "test_retrieval.py"), "--qclip-models", MODELS,
@@ -76,6 +78,7 @@ def test_cells_of_one_model_and_quantizer_run_together():
                                        "zeroshot-b-q1", "ood-b-q1", "plain-2"]
 
 
+@pytest.mark.slow
 def test_k_selects_one_quantizer_and_the_reference_is_still_computed(pytester, tmp_path):
     cache = tmp_path / "cache"
     res = _run(pytester, cache, str(BENCH / "test_zeroshot.py"), "--qclip-models", MODELS,
@@ -86,6 +89,7 @@ def test_k_selects_one_quantizer_and_the_reference_is_still_computed(pytester, t
     assert all(r[5] == r[5] and 0 <= r[5] <= 1 for r in rows), "the fp32 reference was not computed"
 
 
+@pytest.mark.slow
 def test_unknown_quantizer_fails_fast_listing_the_known_ones(pytester, tmp_path):
     res = _run(pytester, tmp_path, str(BENCH / "test_zeroshot.py"), "--qclip-quantizers", "bnb-nf5")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
@@ -93,6 +97,7 @@ def test_unknown_quantizer_fails_fast_listing_the_known_ones(pytester, tmp_path)
     assert "Unknown quantizer 'bnb-nf5'" in err and "bnb-nf4" in err and "torch-dyn-int8" in err
 
 
+@pytest.mark.slow
 def test_unavailable_model_is_skipped_with_where_it_looked(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     res = _run(pytester, tmp_path / "cache", str(BENCH / "test_zeroshot.py"), "-rs",
@@ -102,6 +107,7 @@ def test_unavailable_model_is_skipped_with_where_it_looked(pytester, tmp_path, m
     assert "looked in" in out and "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K" in out
 
 
+@pytest.mark.slow
 def test_a_quantizer_defined_outside_qclip_runs_through_the_same_cells(pytester, tmp_path):
     pytester.makepyfile(thirdparty_quant=textwrap.dedent("""
         import torch
@@ -133,6 +139,7 @@ def test_a_quantizer_defined_outside_qclip_runs_through_the_same_cells(pytester,
     assert {r[1] for r in rows} == {"thirdparty-fp16rt"}
 
 
+@pytest.mark.slow
 def test_fairness_cells_run_on_the_checked_in_real_format_samples(pytester, tmp_path):
     cache = tmp_path / "cache"
     res = _run(pytester, cache, str(BENCH / "test_facet.py"), str(BENCH / "test_fairface.py"),
@@ -150,6 +157,7 @@ def test_fairness_cells_run_on_the_checked_in_real_format_samples(pytester, tmp_
     assert all(-1 <= r[4] <= 1 for r in rows if "disparity" in r[2] and r[4] is not None)
 
 
+@pytest.mark.slow
 def test_fairness_gate_turns_recorded_deltas_into_assertions(pytester, tmp_path):
     res = _run(pytester, tmp_path / "cache", str(BENCH / "test_fairface.py"),
                "--qclip-models", "random:open_clip/ViT-B-32/tiny", "--qclip-quantizers", "bnb-nf4",

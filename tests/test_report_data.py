@@ -102,6 +102,7 @@ def test_collect_summaries_never_raises():
     assert collect_summaries(rows.iloc[:0], session) == {}
 
 
+@pytest.mark.slow  # bench cells in a pytest subprocess
 @pytest.mark.filterwarnings("ignore")
 def test_a_pytest_run_reports_its_excluded_records(pytester, tmp_path):
     """End to end: cells on a folder with a symlink out of its root and a stray file; the controller stores

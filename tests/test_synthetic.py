@@ -31,9 +31,9 @@ def _tree_digests(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("world")
-    return root, generate_world(root, seed=0, size="test", progress=False)
+def world(synthetic_test_world) -> tuple[Path, dict]:
+    """(root, manifest) of the seed-0 test world, shared with the tiny models' tests (tests/conftest.py)."""
+    return synthetic_test_world
 
 
 # ----- determinism and idempotence -----------------------------------------------------------------

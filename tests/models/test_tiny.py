@@ -26,12 +26,9 @@ NAMES = list(TINY_MODELS)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from qclip.data.synthetic import generate_world
-
-    root = tmp_path_factory.mktemp("world")
-    generate_world(root, seed=0, size="test", progress=False)
-    return root
+def world(synthetic_test_world):
+    """The seed-0 test world, shared with the generator's tests (tests/conftest.py)."""
+    return synthetic_test_world[0]
 
 
 def _images(n: int = 3) -> list[Image.Image]:
@@ -116,6 +113,7 @@ def test_training_input_matches_eval_preprocess():
     torch.testing.assert_close(_normalize_pixels(torch.from_numpy(arr)), eval_px)
 
 
+@pytest.mark.slow  # 40 training steps per model
 @pytest.mark.parametrize("name", [NAMES[0], next(n for n in NAMES if TINY_MODELS[n].family == "hf")])
 def test_short_training_lowers_loss_and_loads_back(world, name):
     spec = dataclasses.replace(TINY_MODELS[name], steps=40, batch_size=64, lr=3e-3, warmup_steps=5)
@@ -138,6 +136,7 @@ def test_training_is_deterministic(world):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # trains in two worker processes
 def test_train_many_gives_the_single_thread_weights(world):
     specs = [dataclasses.replace(TINY_MODELS[n], steps=2, batch_size=16) for n in (NAMES[0], NAMES[-1])]
     many = train_tiny_many(specs, world, jobs=2, progress=False)
