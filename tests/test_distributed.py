@@ -108,11 +108,12 @@ def test_gate_fails_on_a_planted_regression_and_passes_on_a_rerun(tmp_path):
     assert worse.returncode == 1
     assert "GATE FAILED" in worse.stdout and "top1" in worse.stdout
 
-    cli = [sys.executable, "-m", "qclip.cli", "gate", "--results", str(cache / "results.sqlite"),
-           "--compare-fail", "top1:0.001", "--baseline", baseline]
+    # `qclip gate` on the same store: its main() in this process (what `python -m qclip.cli` exits with; the
+    # command's own process is tested in tests/test_options.py), not three more interpreters loading torch
+    from qclip.cli import main as qclip
+
+    gate = ["gate", "--results", str(cache / "results.sqlite"), "--compare-fail", "top1:0.001"]
     runs = [r for (r,) in _q(cache, "SELECT run_id FROM runs ORDER BY created")]
-    assert subprocess.run([*cli, "--current", runs[-1]], capture_output=True, timeout=120).returncode == 1
-    assert subprocess.run([*cli, "--current", runs[1]], capture_output=True, timeout=120).returncode == 1
-    ok = [sys.executable, "-m", "qclip.cli", "gate", "--results", str(cache / "results.sqlite"),
-          "--compare-fail", "top1:0.001", "--baseline", runs[1], "--current", runs[-1]]
-    assert subprocess.run(ok, capture_output=True, timeout=120).returncode == 0
+    assert qclip([*gate, "--baseline", baseline, "--current", runs[-1]]) == 1
+    assert qclip([*gate, "--baseline", baseline, "--current", runs[1]]) == 1
+    assert qclip([*gate, "--baseline", runs[1], "--current", runs[-1]]) == 0
