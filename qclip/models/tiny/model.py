@@ -11,7 +11,8 @@ population varies in size, family, data and initialisation like the paper's mode
 * :func:`tiny_tokenizer` -- open_clip's ``SimpleTokenizer`` (its BPE ships with open_clip).
 * :func:`tiny_preprocess` -- open_clip's eval transform at 32 px with the OpenAI mean/std.
 * :func:`train_tiny` -- contrastive (InfoNCE) training with a learned logit scale, AdamW and
-  a warmup + cosine schedule; single-threaded and deterministic for a given spec and world.
+  a warmup + cosine schedule; single-threaded and deterministic for a given spec and world on one
+  machine (across machines in a process set up by :mod:`.reproducible`, which ``qclip prepare`` uses).
   :func:`train_tiny_many` trains several at once in worker processes (2 cores: ~5 min for all).
 
 Use a trained module through the same calls as any CLIP of its family: open_clip
@@ -410,13 +411,8 @@ def _check_one(name: str, world: str, threads: int, weights: str | None, mode: s
     if path is not None and path.is_file():
         state = load_file(str(path))
         res["weights"] = f"loaded {path}"
-    elif mode == "reproducible":  # portable kernels: a subprocess with the environment of the mode
-        from .reproducible import train_in_subprocesses
-
-        t0 = time.perf_counter()
-        state, info = train_in_subprocesses([spec], world, mode, progress=False)[name]
-        res = {"train_seconds": round(time.perf_counter() - t0, 1), "train_cpu_seconds": info["cpu_seconds"],
-               "sha256": info["sha256"]}
+    elif mode == "reproducible":  # trained through qclip.models.tiny.reproducible, which imports this module
+        raise SystemExit("--mode reproducible: train with `qclip prepare --reproducible`, then pass --weights")
     else:
         t0, c0 = time.perf_counter(), time.process_time()
         state = train_tiny(spec, world, progress=False, threads=threads)
