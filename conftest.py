@@ -38,8 +38,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
       runs serially, as do ``pytest bench ...`` and the pytest runs the tests start in subprocesses;
     * xdist is loaded and no distribution option was given: ``-n`` (``-n 0`` for a serial run of
       everything), ``--dist``, ``-d`` or ``--tx``;
-    * this is not an xdist worker, nor a run that cannot be distributed: ``--pdb``, ``--trace``,
-      ``--collect-only``, ``--stepwise``;
+    * this is not an xdist worker, nor a run that cannot be distributed or asks to see the tests' output:
+      ``--pdb``, ``--trace``, ``--collect-only``, ``--stepwise``, ``-s``;
     * the machine has at least two cores.
     """
     if not _runs_the_whole_suite(config):
@@ -86,6 +86,8 @@ def _runs_the_whole_suite(config: pytest.Config) -> bool:
             or getattr(opt, "tx", None) or getattr(opt, "distload", False)):
         return False
     if any(getattr(opt, name, False) for name in ("usepdb", "trace", "collectonly", "stepwise", "stepwise_skip")):
+        return False
+    if getattr(opt, "capture", "fd") == "no":  # -s: xdist workers' output would not reach the terminal
         return False
     paths = [a.split("::")[0] for a in config.args]
     return bool(paths) and all((config.invocation_params.dir / p).resolve() == _TESTS for p in paths)
