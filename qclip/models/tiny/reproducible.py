@@ -55,7 +55,7 @@ __all__ = ["MODES", "DEFAULT_MODE", "MODE_ENV", "MODE_FILE", "PORTABLE_ENV", "ti
 
 MODES = ("reproducible", "native")
 #: the mode of ``qclip prepare`` and of the pytest sessions when ``QCLIP_TINY_MODE`` is unset
-DEFAULT_MODE = "native"  # TEMPORARY while measuring
+DEFAULT_MODE = "reproducible"
 MODE_ENV = "QCLIP_TINY_MODE"
 #: the file in a cache folder holding the mode its last ``qclip prepare`` used
 MODE_FILE = "tiny-mode"
