@@ -174,6 +174,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         config.workeroutput["qclip_device"] = config.stash[SESSION_KEY].options.device
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: without xdist (absent, or ``-p no:xdist``) it is never called
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: one worker per GPU when cells run on CUDA, else let xdist decide."""
     device = str(config.getoption("qclip_device", default="cpu"))

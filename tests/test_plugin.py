@@ -97,6 +97,14 @@ def test_unknown_quantizer_fails_fast_listing_the_known_ones(pytester, tmp_path)
     assert "Unknown quantizer 'bnb-nf5'" in err and "bnb-nf4" in err and "torch-dyn-int8" in err
 
 
+def test_the_plugin_loads_without_xdist(pytester, tmp_path):
+    # qclip.plugin implements xdist's hooks; without xdist they must be optional, not an INTERNALERROR
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    res = _run(pytester, tmp_path, str(pytester.path / "test_one.py"), "-p", "no:xdist")
+    assert res.ret == pytest.ExitCode.OK, res.stderr.str()
+    res.assert_outcomes(passed=1)
+
+
 @pytest.mark.slow
 def test_unavailable_model_is_skipped_with_where_it_looked(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -90,13 +90,44 @@ def _rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+_STATUS = "/proc/self/status"
+_CLEAR_REFS = "/proc/self/clear_refs"
+
+
+def _reset_rss_peak() -> bool:
+    """Reset this process's RSS high-water mark (``VmHWM``) to its current RSS; False where the kernel
+    cannot (not Linux, Linux < 4.0, or ``/proc/self/clear_refs`` not writable).
+
+    proc(5): writing ``5`` to ``/proc/[pid]/clear_refs`` "resets the peak resident set size ('high water
+    mark') to the process's current resident set size value" (since Linux 4.0).
+    """
+    try:
+        with open(_CLEAR_REFS, "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return _rss_peak() is not None
+
+
+def _rss_peak() -> int | None:
+    """``VmHWM`` of ``/proc/self/status`` in bytes, or None where there is none."""
+    try:
+        with open(_STATUS) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # the kernel writes kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 @dataclass
 class PeakMemory:
     """Peak memory of a call: ``peak_bytes`` (what the call added on top of ``base_bytes``) and how."""
 
     peak_bytes: int
     base_bytes: int
-    method: str  # "cuda.max_memory_allocated" or "rss"
+    method: str  # "cuda.max_memory_allocated", "rss-hwm" (the kernel's exact peak) or "rss" (sampled)
 
 
 def peak_memory(fn: Callable[[], object], device: str | torch.device | None = None,
@@ -105,6 +136,9 @@ def peak_memory(fn: Callable[[], object], device: str | torch.device | None = No
 
     On CUDA: bytes allocated by torch at the peak minus before (``base_bytes`` = allocated before, which
     holds the model's weights). On the CPU: peak RSS during the call minus RSS before (``base_bytes``).
+    On Linux the peak is the kernel's own high-water mark (``VmHWM``, reset just before the call), exact
+    however briefly the memory was held and however busy the machine is (method ``rss-hwm``); elsewhere a
+    thread samples RSS every ``interval_s`` (method ``rss``), which can miss a short peak.
     """
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type == "cuda":
@@ -116,6 +150,16 @@ def peak_memory(fn: Callable[[], object], device: str | torch.device | None = No
         return out, PeakMemory(int(torch.cuda.max_memory_allocated(dev) - base), int(base),
                                "cuda.max_memory_allocated")
     base = _rss()
+    if _reset_rss_peak():
+        out = fn()
+        peak = _rss_peak()
+        if peak is not None:
+            return out, PeakMemory(max(0, peak - base), base, "rss-hwm")
+        return out, PeakMemory(max(0, _rss() - base), base, "rss")  # /proc went away mid-call
+    return _sampled_peak(fn, base, interval_s)
+
+
+def _sampled_peak(fn: Callable[[], object], base: int, interval_s: float) -> tuple[object, PeakMemory]:
     peak = [base]
     stop = threading.Event()
 
