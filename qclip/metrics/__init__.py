@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from .calibration import (
     adaptive_ece,
+    bin_edges,
     brier,
     calibration_metrics,
     confidence_direction,
@@ -98,6 +99,7 @@ __all__ = [
     "confidence_direction",
     "calibration_metrics",
     "top_label",
+    "bin_edges",
     # ood
     "mcm_score",
     "msp_score",

@@ -3,19 +3,27 @@
 Top-label confidence = max softmax probability; a prediction is correct when its
 argmax (lowest index on ties) equals the label (FORMATS.md "Calibration").
 
-Bin convention (equal-width, identical to torchmetrics' ``CalibrationError``):
-edges ``e_b = linspace(0, 1, n_bins + 1)``; a confidence ``c`` falls in bin
-``b = searchsorted(e, c, side="right") - 1`` (= ``torch.bucketize(c, e, right=True) - 1``),
-so bins are left-closed ``[e_b, e_{b+1})`` and a confidence of exactly 1.0 lands
-in an extra bin ``n_bins`` of its own. Then, with ``n_b`` samples, accuracy
-``acc_b`` and mean confidence ``conf_b`` in bin b (empty bins contribute 0):
+Bin convention (equal-width, identical to torchmetrics' ``CalibrationError``,
+edge values included): torchmetrics compares float32 confidences with float32
+edges ``torch.linspace(0, 1, n_bins + 1)``, whose CPU kernel (AVX2/AVX512 builds,
+which contract to a fused multiply-add) computes, with ``h = float32(1 / n_bins)``,
+``e_b = fl32(b·h)`` for ``b < (n_bins + 1) // 2`` and ``e_b = fl32(1 − h·(n_bins − b))``
+(one rounding) above; so does :func:`bin_edges`, without torch. A confidence ``c``
+falls in bin ``b = searchsorted(e, fl32(c), side="right") - 1``
+(= ``torch.bucketize(c.float(), e, right=True) - 1``): a confidence of exactly
+0.6 with 10 bins is ``fl32(0.6) = 0.60000002 = e_6`` and lands in bin 6, where
+float64 edges would put it in bin 5. (torchmetrics' *binary* variant bins float64
+inputs in float64; qclip always bins as the multiclass one does, in float32.) Bins are left-closed ``[e_b, e_{b+1})`` and a
+confidence of exactly 1.0 lands in an extra bin ``n_bins`` of its own. Then, with
+``n_b`` samples, accuracy ``acc_b`` and mean confidence ``conf_b`` in bin b (empty
+bins contribute 0):
 
 * ECE (``norm="l1"``) = Σ_b (n_b/N)·|acc_b − conf_b|  (Guo et al. 2017; Naeini et al. 2015)
 * RMS CE (``norm="l2"``) = sqrt(Σ_b (n_b/N)·(acc_b − conf_b)²)  (Hendrycks et al. 2019)
 * MCE (``norm="max"``) = max_b |acc_b − conf_b| over non-empty bins (Naeini et al. 2015)
 
-Statistics are accumulated in float64 (torchmetrics uses float32; the two agree to
-~1e-6 on the same inputs).
+Only the bin assignment is made in float32; the statistics are accumulated in
+float64 (torchmetrics uses float32; the two agree to ~1e-6 on the same inputs).
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ __all__ = [
     "confidence_direction",
     "calibration_metrics",
     "top_label",
+    "bin_edges",
 ]
 
 
@@ -70,16 +79,46 @@ def _conf_correct(probs: Any, target: Any, validate: bool) -> tuple[np.ndarray, 
     return p, bool_array(target, "target", validate, n=p.shape[0])
 
 
+def bin_edges(n_bins: int, validate_args: bool = True) -> np.ndarray:
+    r"""The float32 edges torchmetrics bins with: ``torch.linspace(0, 1, n_bins + 1, dtype=torch.float)``.
+
+    .. math::
+        h = \mathrm{fl}_{32}(1 / n), \qquad e_b = \begin{cases}
+        \mathrm{fl}_{32}(b\,h) & b < \lfloor (n+1)/2 \rfloor \\
+        \mathrm{fl}_{32}(1 - h\,(n - b)) & \text{otherwise (one rounding: a fused multiply-add)}
+        \end{cases}
+
+    Source: ATen's ``linspace_kernel`` (``RangeFactoriesKernel.cpp``), which fills
+    the upper half from the end; equal to torch's CPU output for every
+    ``n_bins < 5000`` on AVX2 and AVX512 builds (tests/metrics/test_calibration.py).
+
+    Example:
+        >>> e = bin_edges(10)
+        >>> e.dtype, float(e[6]) == float(np.float32(0.6)), bool(e[6] > np.linspace(0, 1, 11)[6])
+        (dtype('float32'), True, True)
+    """
+    if validate_args:
+        n_bins = check_int(n_bins, "n_bins", lo=1)
+    h = np.float32(1.0) / np.float32(n_bins)
+    b = np.arange(n_bins + 1)
+    low = (h * b.astype(np.float32)).astype(np.float32)
+    high = (1.0 - np.float64(h) * (n_bins - b)).astype(np.float32)  # exact in float64, rounded once
+    return np.where(b < (n_bins + 1) // 2, low, high)
+
+
 def _bins(
     conf: np.ndarray, correct: np.ndarray, n_bins: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Edges [n_bins + 1], counts, accuracy sums and confidence sums per bin [n_bins + 1] (last: conf == 1)."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.searchsorted(edges, conf, side="right") - 1
+    """Nominal edges [n_bins + 1], counts, accuracy sums and confidence sums per bin [n_bins + 1] (last: conf == 1).
+
+    The bin of each confidence is found in float32 against :func:`bin_edges` (torchmetrics'
+    comparison); the nominal float64 ``linspace`` edges are returned for display.
+    """
+    idx = np.searchsorted(bin_edges(n_bins, validate_args=False), conf.astype(np.float32), side="right") - 1
     count = np.bincount(idx, minlength=n_bins + 1).astype(np.float64)
     acc_sum = np.bincount(idx, weights=correct.astype(np.float64), minlength=n_bins + 1)
     conf_sum = np.bincount(idx, weights=conf, minlength=n_bins + 1)
-    return edges, count, acc_sum, conf_sum
+    return np.linspace(0.0, 1.0, n_bins + 1), count, acc_sum, conf_sum
 
 
 def _ce(conf: np.ndarray, correct: np.ndarray, n_bins: int, norm: str) -> float:
@@ -220,7 +259,8 @@ def reliability_diagram(
     """Per-bin counts, accuracy and mean confidence for a reliability diagram.
 
     Rows are the ``n_bins`` equal-width bins ``[lo, hi)`` plus a last row
-    ``lo = hi = 1.0`` for confidences of exactly 1.0 (the module's convention, so
+    ``lo = hi = 1.0`` for confidences of exactly 1.0 (``lo`` and ``hi`` are the
+    nominal float64 edges; samples are assigned with :func:`bin_edges`, the module's convention, so
     ``Σ count/N · |acc − conf|`` over the rows equals :func:`ece`). ``acc`` and
     ``conf`` are NaN for empty bins.
 

@@ -15,6 +15,15 @@ positive with score ``s`` at index ``p`` is ``#{j : S_j > s} + #{j < p : S_j = s
 and it is in the top k iff ``rank < k``. For text retrieval the image's best
 caption (highest score, lowest index among equals) is ranked.
 
+Exact ties under any chunking: a block matmul does not give bit-identical
+candidates bit-identical scores (BLAS rounds a column differently by its place in
+the tile, which moves with ``chunk_size``), so the "lower index first" rule would
+depend on the chunking. The candidates are therefore scored once per *distinct*
+embedding (``np.unique(..., axis=0)``) and each score is copied to every candidate
+with that embedding: bit-identical candidates get the same float, and the rank is
+counted from those same floats (strictly greater + equal at a lower index), so the
+ranks do not depend on ``chunk_size``.
+
 No argsort is done: each block of ``chunk_size`` queries is scored against all
 candidates and the positive's rank is found by counting, so 25k texts × 5k images
 needs ``chunk_size × 25k`` floats at a time, not the full matrix sorted. Source:
@@ -47,6 +56,18 @@ def _prepare(
     return l2_normalize(img), l2_normalize(txt), t2i
 
 
+def _distinct(cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``cand`` and, per row, the index of its distinct row (``u[inv] == cand``)."""
+    u, inv = np.unique(cand, axis=0, return_inverse=True)
+    return u, inv.reshape(-1)
+
+
+def _scores(queries: np.ndarray, distinct: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """[B, n_candidates] scores; equal candidate embeddings get bit-identical scores."""
+    u, inv = distinct
+    return (queries @ u.T)[:, inv]
+
+
 def _rank_of(scores: np.ndarray, pos_score: np.ndarray, pos_index: np.ndarray) -> np.ndarray:
     """Rank of the positive in each row: strictly greater scores + equal scores at a lower index."""
     s = pos_score[:, None]
@@ -56,9 +77,10 @@ def _rank_of(scores: np.ndarray, pos_score: np.ndarray, pos_index: np.ndarray) -
 
 def _image_ranks(img: np.ndarray, txt: np.ndarray, t2i: np.ndarray, chunk_size: int) -> np.ndarray:
     ranks = np.empty(txt.shape[0], dtype=np.int64)
+    images = _distinct(img)
     for start in range(0, txt.shape[0], chunk_size):
         stop = min(start + chunk_size, txt.shape[0])
-        scores = txt[start:stop] @ img.T  # [B, n_images]
+        scores = _scores(txt[start:stop], images)  # [B, n_images]
         pos = t2i[start:stop]
         ranks[start:stop] = _rank_of(scores, scores[np.arange(stop - start), pos], pos)
     return ranks
@@ -68,9 +90,10 @@ def _text_ranks(img: np.ndarray, txt: np.ndarray, t2i: np.ndarray, chunk_size: i
     ranks = np.full(img.shape[0], -1, dtype=np.int64)
     order = np.argsort(t2i, kind="stable")  # texts grouped by image, text index ascending within
     bounds = np.searchsorted(t2i[order], np.arange(img.shape[0] + 1))
+    texts = _distinct(txt)
     for start in range(0, img.shape[0], chunk_size):
         stop = min(start + chunk_size, img.shape[0])
-        scores = img[start:stop] @ txt.T  # [B, n_texts]
+        scores = _scores(img[start:stop], texts)  # [B, n_texts]
         cols = order[bounds[start] : bounds[stop]]
         if cols.size == 0:
             continue

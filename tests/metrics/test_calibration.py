@@ -77,6 +77,56 @@ def test_confidence_exactly_one_uses_torchmetrics_extra_bin(norm):
     assert diagram["count"].iloc[-1] == 15 and diagram["lo"].iloc[-1] == 1.0
 
 
+def _fma_capability() -> bool:
+    """Whether torch's CPU kernels here are the FMA builds (AVX2/AVX512) that cal.bin_edges reproduces."""
+    torch = pytest.importorskip("torch")
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+def test_bin_edges_equal_torch_linspace():
+    torch = pytest.importorskip("torch")
+    if not _fma_capability():
+        pytest.skip("torch's DEFAULT CPU kernels round linspace twice (no FMA); cal.bin_edges follows AVX2/AVX512")
+    for n_bins in range(1, 2001):
+        expected = torch.linspace(0, 1, n_bins + 1, dtype=torch.float).numpy()
+        np.testing.assert_array_equal(cal.bin_edges(n_bins), expected, err_msg=f"n_bins={n_bins}")
+
+
+@pytest.mark.parametrize("n_bins", [3, 5, 7, 10, 15, 20, 30, 100])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ece_at_exact_edge_values_matches_torchmetrics(n_bins, dtype):
+    """Confidences exactly at every nominal edge k/n (0.6 with 10 bins was binned one bin lower before)."""
+    torch = pytest.importorskip("torch")
+    tmf = pytest.importorskip("torchmetrics.functional.classification")
+    if not _fma_capability():
+        pytest.skip("torchmetrics' edges come from torch's non-FMA DEFAULT kernels here")
+    k = np.arange(1, n_bins)
+    conf = np.concatenate([k / n_bins, k / n_bins, np.float32(k / n_bins).astype(np.float64)]).astype(dtype)
+    correct = np.random.default_rng(n_bins).integers(0, 2, size=conf.size)
+    for norm in ("l1", "l2", "max"):
+        # torchmetrics' binary variant bins in the input's dtype, its multiclass one always in float32;
+        # qclip follows the multiclass one, so the binary reference gets float32 confidences
+        ref = float(
+            tmf.binary_calibration_error(
+                torch.from_numpy(conf.astype(np.float32)), torch.from_numpy(correct), n_bins=n_bins, norm=norm
+            )
+        )
+        assert cal.ece(conf, correct, n_bins, norm) == pytest.approx(ref, abs=2e-6), norm
+    # the same confidences as top labels of 2-class probabilities (conf >= 0.5 only)
+    top = conf[conf >= 0.5]
+    if top.size:
+        probs = np.stack([top, 1.0 - top], axis=1).astype(dtype)
+        labels = correct[: top.size] ^ 1  # label 1 wrong (conf is class 0's), label 0 right
+        ref = _reference_ce(probs, labels, n_bins, "l1")
+        assert cal.ece(probs, labels, n_bins) == pytest.approx(ref, abs=2e-6)
+
+
+def test_confidence_six_tenths_lands_in_bin_six():
+    d = cal.reliability_diagram(np.array([0.6, 0.6, 0.59]), np.array([1, 1, 0]), n_bins=10)
+    assert d["count"].tolist() == [0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0]
+    assert cal.ece(np.array([0.6]), np.array([1]), n_bins=10) == pytest.approx(0.4)
+
+
 @pytest.mark.parametrize("inputs", CALIBRATION)
 @pytest.mark.parametrize("n_bins", [1, 4, 15, 400])
 def test_adaptive_ece_matches_loop(inputs, n_bins):
@@ -113,10 +163,8 @@ def test_calibration_metrics_matches_parts(inputs):
     p = softmax(lg)
     conf, correct = p.max(axis=1), p.argmax(axis=1) == lb
     ref_nll = float(torch.nn.functional.cross_entropy(torch.from_numpy(lg), torch.from_numpy(lb)))
-    if (p.astype(np.float32).max(axis=1) < 1.0).all():
-        ce = {norm: _reference_ce(p.astype(np.float32), lb, 15, norm) for norm in ("l1", "max", "l2")}
-    else:  # float32 rounds some confidences to exactly 1.0 (extra bin); ours are float64
-        ce = {norm: cal.ece(p, lb, 15, norm) for norm in ("l1", "max", "l2")}
+    # binned in float32 as torchmetrics does: confidences that round to 1.0 share its extra bin
+    ce = {norm: _reference_ce(p.astype(np.float32), lb, 15, norm) for norm in ("l1", "max", "l2")}
     expected = {
         "ece": ce["l1"],
         "mce": ce["max"],

@@ -149,3 +149,48 @@ def test_property_perfect_embeddings_give_one(n_images, per_image, seed):
     r = rt.retrieval_recall(img, img[t2i] * 3.0, t2i, ks=(1,))
     assert r["text_retrieval_R@1"] == 1.0
     assert r["image_retrieval_R@1"] == 1.0
+
+
+# --- exact ties under any chunking ----------------------------------------------------------------
+
+
+def _duplicated_world(seed: int, d: int = 256):
+    """Images drawn with replacement from 16 embeddings (many bit-identical twins), texts near their
+    image, every third text a copy of the first: the block matmul used to score twins differently."""
+    r = np.random.default_rng(seed)
+    img = r.normal(size=(16, d))[r.integers(0, 16, size=120)]
+    t2i = r.integers(0, 120, size=250)
+    txt = img[t2i] + 0.5 * r.normal(size=(250, d))
+    txt[::3] = txt[0]
+    return img, txt, t2i
+
+
+def _exact_ranks(img: np.ndarray, txt: np.ndarray, t2i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as correctly rounded dot products (math.fsum, one per pair: identical embeddings, identical
+    scores), then the documented rule by loops: #greater + #equal at a lower index; best caption per image."""
+    import math
+
+    img = img / np.linalg.norm(img, axis=1, keepdims=True)
+    txt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
+    s = np.array([[math.fsum(a * b) for b in img] for a in txt])  # [n_texts, n_images]
+
+    def rank(row: np.ndarray, p: int) -> int:
+        return int(sum(1 for j, v in enumerate(row) if v > row[p] or (v == row[p] and j < p)))
+
+    img_ranks = np.array([rank(s[t], t2i[t]) for t in range(len(t2i))])
+    txt_ranks = np.array(
+        [min((rank(s[:, i], t) for t in np.flatnonzero(t2i == i)), default=-1) for i in range(img.shape[0])]
+    )
+    return img_ranks, txt_ranks
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bit_identical_embeddings_tie_by_lower_index_under_any_chunking(seed):
+    img, txt, t2i = _duplicated_world(seed)
+    ref_img, ref_txt = _exact_ranks(img, txt, t2i)
+    for chunk_size in (1, 2, 3, 7, 64, 256, 10_000):
+        np.testing.assert_array_equal(rt.image_retrieval_ranks(img, txt, t2i, chunk_size=chunk_size), ref_img)
+        np.testing.assert_array_equal(rt.text_retrieval_ranks(img, txt, t2i, chunk_size=chunk_size), ref_txt)
+    # a text whose image has an earlier twin never ranks it first
+    twins = [t for t in range(len(t2i)) if (img[: t2i[t]] == img[t2i[t]]).all(axis=1).any()]
+    assert twins and all(ref_img[t] >= 1 for t in twins)
