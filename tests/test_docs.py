@@ -241,3 +241,14 @@ def test_the_adding_a_benchmark_declaration_is_a_valid_family():
     assert fam.section in groups, (fam.section, groups)
     for group in groups:
         assert f"`{group}`" in text, f"docs/adding-a-benchmark.md does not name the group {group!r}"
+
+
+def test_datasets_page_names_every_kind_and_its_options():
+    from qclip.data.config import _COMMON, KINDS
+
+    text = (DOCS / "datasets.md").read_text(encoding="utf-8")
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z-]+)` \|.*$", text, re.M)}
+    assert set(rows) == set(KINDS), "docs/datasets.md must have one table row per dataset kind"
+    for kind, spec in KINDS.items():
+        for option in sorted(spec.options - _COMMON):
+            assert f"`{option}`" in rows[kind], f"docs/datasets.md: the {kind} row does not name its option {option}"

@@ -23,8 +23,10 @@ from qclip.data.base import (
     RetrievalSet,
     SpuriousSet,
 )
+from qclip.data.cifar_c import ArrayClassificationSet, read_cifar_c
 from qclip.data.coco import read_coco_captions
 from qclip.data.config import DataConfig, DataConfigError, DatasetEntry
+from qclip.data.counteranimal import CounterAnimalSet, read_counteranimal
 from qclip.data.facet import read_facet, skin_tone_from_votes
 from qclip.data.fairface import read_fairface
 from qclip.data.imagefolder import read_imagefolder, read_ood_folder
@@ -45,6 +47,8 @@ __all__ = [
     "FacetSet",
     "FairFaceSet",
     "SpuriousSet",
+    "ArrayClassificationSet",
+    "CounterAnimalSet",
     "DataExclusionWarning",
     "read_imagefolder",
     "read_ood_folder",
@@ -52,6 +56,8 @@ __all__ = [
     "read_facet",
     "read_fairface",
     "read_spurious",
+    "read_cifar_c",
+    "read_counteranimal",
     "skin_tone_from_votes",
     "DataConfig",
     "DataConfigError",

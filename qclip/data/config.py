@@ -3,7 +3,7 @@
 Example::
 
     [datasets.imagenet]
-    kind = "imagefolder"          # imagefolder | coco | facet | fairface | ood | spurious
+    kind = "imagefolder"          # imagefolder | coco | facet | fairface | ood | spurious | cifar-c | counteranimal
     root = "/data/imagenet/val"   # relative roots resolve against this file's folder
     classnames = "imagenet"
     templates = "openai"
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from qclip.data import coco, facet, fairface, imagefolder, spurious
+from qclip.data import cifar_c, coco, counteranimal, facet, fairface, imagefolder, spurious
 from qclip.errors import DataFormatError, DatasetUnavailable, UnknownDatasetError, suggest
 
 __all__ = ["DataConfig", "DatasetEntry", "DataConfigError", "DatasetRootMissing", "KINDS", "Kind", "OPTION_TYPES"]
@@ -80,6 +80,10 @@ KINDS: dict[str, Kind] = {
     "ood": Kind(imagefolder.read_ood_folder, imagefolder.OOD_LAYOUT, imagefolder.ood_layout_problem, _COMMON),
     "spurious": Kind(spurious.read_spurious, spurious.LAYOUT, spurious.layout_problem,
                      _COMMON | {"metadata", "split", "classnames", "templates"}),
+    "cifar-c": Kind(cifar_c.read_cifar_c, cifar_c.LAYOUT, cifar_c.layout_problem,
+                    _COMMON | {"corruptions", "severities", "classnames", "templates"}),
+    "counteranimal": Kind(counteranimal.read_counteranimal, counteranimal.LAYOUT, counteranimal.layout_problem,
+                          _COMMON | {"split", "classnames", "templates"}),
 }
 
 
@@ -111,6 +115,10 @@ OPTION_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "strict": ("true or false", lambda v: isinstance(v, bool)),
     "split": ("a split name or an integer", lambda v: isinstance(v, str) or _is_int(v)),
     "max_image_pixels": ("an integer >= 0 (0: no limit)", lambda v: _is_int(v) and v >= 0),
+    "corruptions": ("a list of corruption names (their .npy files' stems)",
+                    lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) for x in v)),
+    "severities": ("a list of severities 1..5",
+                   lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(x) and 1 <= x <= 5 for x in v)),
 }
 
 
@@ -121,7 +129,7 @@ def _short(value) -> str:
 
 
 _FILE_OPTIONS = ("classnames", "templates", "wnids", "prompts")
-_KEYWORDS = ("imagenet", "openai", "simple")
+_KEYWORDS = ("imagenet", "openai", "simple", "folders")  # "folders": counteranimal's label space
 
 
 def _expand(value: str, base: Path) -> Path:
