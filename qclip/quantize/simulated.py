@@ -8,6 +8,9 @@ towers (attention q/k/v/out included: qclip splits attention into Linear layers)
 * input activations at ``act_bits``, one static scale per tensor (symmetric, or asymmetric with a zero
   point), fitted on the calibration pairs with brevitas' ``calibration_mode`` by an observer:
   ``percentile`` (brevitas' default, the 99.999th percentile of |x|), ``minmax`` or ``mse``;
+* ``transform`` (before quantizing, exact in float32): none, ``smooth`` (SmoothQuant's activation
+  equalization, :mod:`.equalize`, option ``smooth_alpha``) or ``rot`` (Hadamard rotation, QuaRot-style,
+  :mod:`.rotation`, option ``rotation_seed``);
 * ``method``: ``rtn`` (round to nearest) or ``gptq`` (brevitas' ``gptq_mode``, Frantar et al. 2022: the
   weights are re-rounded layer by layer to minimise the output error on the calibration inputs; the
   weight scales are learnable parameters initialised from the weights' statistics, since with
@@ -18,7 +21,8 @@ fake quantization), not run on integer kernels; ``describe()`` says so. ``scope`
 ``both`` (default), ``vision`` or ``text``; the coverage report counts the other tower as unquantized
 (deliberately: the report says what was left in fp32).
 
-Names: ``w{W}a{A}[-{method}][-{scope}]``, e.g. ``w4a8``, ``w6a8-rtn``, ``w4a8-gptq-vision``; a few are
+Names: ``w{W}a{A}[-{transform}][-{method}][-{scope}]``, e.g. ``w4a8``, ``w6a8-rtn``, ``w4a8-gptq-vision``,
+``w4a8-smooth``, ``w4a8-rot-gptq``; QAT (``w4a8-lsq``, ``w4a8-rot-lsq-distill``) is :mod:`.qat`. A few are
 registered (:data:`DEFAULT_NAMES`, the main job's), and every other combination resolves on demand
 (``--qclip-quantizers w6a8-gptq-text``; the study's grid: ``--qclip-quantizers 'w[468]a8*'`` lists the
 registered ones, :func:`grid_names` all of them).
@@ -32,16 +36,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._sites import TOWERS_OF_SCOPE
 from ._swap import replace_named
 from .base import BaseQuantizer, QuantizerSpec, _fixed, register_quantizer, register_quantizer_pattern
 
-__all__ = ["SimQuantSpec", "SimulatedQuantizer", "DEFAULT_NAMES", "NAME_RE", "grid_names", "simulated_quantizer"]
+__all__ = ["SimQuantSpec", "SimulatedQuantizer", "DEFAULT_NAMES", "NAME_RE", "grid_names", "simulated_quantizer",
+           "reparametrise", "TRANSFORMS"]
 
 _OBSERVERS = ("percentile", "minmax", "mse")
 _GRANULARITY = ("per-channel", "per-tensor")
 _METHODS = ("rtn", "gptq")
 _SCOPES = ("both", "vision", "text")
-NAME_RE = re.compile(r"^w(?P<w>[2-8])a(?P<a>[4-8]|16)(?:-(?P<method>rtn|gptq))?(?:-(?P<scope>vision|text|both))?$")
+TRANSFORMS = ("none", "smooth", "rot")
+#: the name's parts, in this order; ``-k w4a8-rot`` selects rotation with RTN and GPTQ, ``-k rot-gptq`` only the second
+NAME_RE = re.compile(r"^w(?P<w>[2-8])a(?P<a>[4-8]|16)(?:-(?P<transform>smooth|rot))?(?:-(?P<method>rtn|gptq))?"
+                     r"(?:-(?P<scope>vision|text|both))?$")
 #: registered (listed, and run by the main job); GPTQ costs minutes per tiny model on 2 cores, so it runs by name
 DEFAULT_NAMES = ("w8a8", "w6a8", "w4a8")
 
@@ -54,12 +63,21 @@ class SimQuantSpec(QuantizerSpec):
     act_bits: int = _fixed(8)
     method: str = _fixed("rtn")
     scope: str = _fixed("both")
+    transform: str = _fixed("none")
     weight_granularity: str = "per-channel"
     act_observer: str = "percentile"
     act_symmetric: bool = True
     calibration_batch_size: int = 64
+    smooth_alpha: float = 0.5  # SmoothQuant's migration strength (transform "smooth")
+    rotation_seed: int = 0  # the random signs of the Hadamard rotations (transform "rot")
 
     def __post_init__(self):
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"Expected transform in {TRANSFORMS}, but got {self.transform!r}")
+        if not isinstance(self.smooth_alpha, int | float) or not 0 <= self.smooth_alpha <= 1:
+            raise ValueError(f"Expected smooth_alpha in [0, 1], but got {self.smooth_alpha!r}")
+        if not isinstance(self.rotation_seed, int):
+            raise ValueError(f"Expected an int rotation_seed, but got {self.rotation_seed!r}")
         if self.weight_granularity not in _GRANULARITY:
             raise ValueError(f"Expected weight_granularity in {_GRANULARITY}, but got {self.weight_granularity!r}")
         if self.act_observer not in _OBSERVERS:
@@ -107,6 +125,20 @@ def _forward(model, pixels: torch.Tensor, tokens: torch.Tensor, scope: str) -> N
         model.encode_text(tokens)
 
 
+def reparametrise(model, cfg, batches) -> dict:
+    """The float32-exact transform of ``cfg.transform`` on the towers of ``cfg.scope``, before any layer
+    is swapped: SmoothQuant (:mod:`.equalize`) or the Hadamard rotation (:mod:`.rotation`)."""
+    if cfg.transform == "smooth":
+        from .equalize import smooth_model
+
+        return smooth_model(model, batches, alpha=cfg.smooth_alpha, scope=cfg.scope)
+    if cfg.transform == "rot":
+        from .rotation import rotate_model
+
+        return rotate_model(model, scope=cfg.scope, seed=cfg.rotation_seed)
+    return {"method": "none"}
+
+
 class SimulatedQuantizer(BaseQuantizer):
     """brevitas fake-quant of weights and activations; one instance per name (see the module doc)."""
 
@@ -116,12 +148,13 @@ class SimulatedQuantizer(BaseQuantizer):
     def __init__(self, name: str, **options):
         m = NAME_RE.match(name)
         if not m:
-            raise ValueError(f"Expected a name like w4a8, w6a8-gptq or w8a8-rtn-vision, but got {name!r}")
+            raise ValueError(f"Expected a name like w4a8, w6a8-gptq, w4a8-rot-gptq or w8a8-rtn-vision, but got {name!r}")
         self.name = name
         w, a = int(m["w"]), int(m["a"])
-        method, scope = m["method"] or "rtn", m["scope"] or "both"
+        method, scope, transform = m["method"] or "rtn", m["scope"] or "both", m["transform"] or "none"
         self.spec = SimQuantSpec(library="brevitas", bits=w, min_version="0.11", weight_bits=w, act_bits=a,
-                                 method=method, scope=scope, scheme=self._scheme(w, a, method))
+                                 method=method, scope=scope, transform=transform,
+                                 scheme=self._scheme(w, a, method, transform))
         self.config = self.spec.with_options(**options)
 
     @property
@@ -130,9 +163,10 @@ class SimulatedQuantizer(BaseQuantizer):
         return f"every nn.Linear of {towers[self.config.scope]}: attention q/k/v/out, MLP, final projection"
 
     @staticmethod
-    def _scheme(w: int, a: int, method: str) -> str:
+    def _scheme(w: int, a: int, method: str, transform: str = "none") -> str:
+        how = {"none": "", "smooth": "SmoothQuant equalization + ", "rot": "Hadamard rotation + "}[transform]
         return (f"simulated W{w}A{a}: int{w} symmetric weights, int{a} static per-tensor activations from "
-                f"calibration, {method.upper()}; fake-quant in float32 (brevitas), not integer kernels")
+                f"calibration, {how}{method.upper()}; fake-quant in float32 (brevitas), not integer kernels")
 
     def is_target_storage(self, storage: str) -> bool:
         return storage.startswith("fake-int")
@@ -155,11 +189,12 @@ class SimulatedQuantizer(BaseQuantizer):
                     new.bias.copy_(lin.bias)
             return new
 
-        keep = {"both": ("image", "text"), "vision": ("image",), "text": ("text",)}[cfg.scope]
-        towers = model.linear_layers()
-        replace_named(model.module, [name for t in keep for name, _ in towers[t]], make)
         model.module.eval()
         batches = list(calibration.batches(model, cfg.calibration_batch_size))
+        transform = reparametrise(model, cfg, batches)
+        towers = model.linear_layers()
+        replace_named(model.module, [name for t in TOWERS_OF_SCOPE[cfg.scope] for name, _ in towers[t]], make)
+        model.module.eval()
         with torch.no_grad():
             with calibration_mode(model.module):  # static activation scales from the observer
                 for px, tok in batches:
@@ -168,6 +203,7 @@ class SimulatedQuantizer(BaseQuantizer):
                 _forward(model, *batches[0], cfg.scope)  # initialises the learnable weight scales
                 self._gptq(model, batches)
         return {"calibration": calibration.describe(), "arithmetic": "simulated (fake-quant, float32)",
+                "transform": transform,
                 "quantized": {"weights": cfg.weight_bits, "activations": cfg.act_bits, "scope": cfg.scope}}
 
     def _gptq(self, model, batches) -> None:
@@ -194,10 +230,14 @@ def simulated_quantizer(name: str, **options) -> SimulatedQuantizer:
     return SimulatedQuantizer(name, **options)
 
 
+#: the PTQ methods of the grid, as name parts (RTN is the bare name)
+PTQ_METHODS = ("", "-gptq", "-smooth", "-smooth-gptq", "-rot", "-rot-gptq")
+
+
 def grid_names() -> list[str]:
-    """The study's grid: W8A8, W6A8, W4A8 × RTN, GPTQ × vision, text, both."""
-    return [f"w{w}a8{'' if m == 'rtn' else '-' + m}{'' if s == 'both' else '-' + s}"
-            for w in (8, 6, 4) for m in _METHODS for s in _SCOPES]
+    """The study's PTQ grid: W8A8, W6A8, W4A8 × RTN, GPTQ, SmoothQuant (+GPTQ), rotation (+GPTQ) ×
+    both, vision, text (QAT's: :func:`qclip.quantize.qat.grid_names`)."""
+    return [f"w{w}a8{m}{'' if s == 'both' else '-' + s}" for w in (8, 6, 4) for m in PTQ_METHODS for s in _SCOPES]
 
 
 for _name in DEFAULT_NAMES:

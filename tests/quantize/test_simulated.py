@@ -103,7 +103,7 @@ def test_gptq_changes_the_weights_and_lowers_the_layer_error_against_rtn():
 
 def test_names_registry_and_grid():
     assert set(DEFAULT_NAMES) <= set(list_quantizers("w*a*"))
-    assert len(grid_names()) == 18 and all(NAME_RE.match(n) for n in grid_names())
+    assert len(grid_names()) == 54 and all(NAME_RE.match(n) for n in grid_names())
     for name in grid_names():
         q = create_quantizer(name)
         assert q.name == name and q.needs_calibration and q.family == "simulated"
