@@ -8,8 +8,9 @@ One module per family, no pytest and no models imported:
 * :mod:`~qclip.metrics.skew` — FairFace Skew@k, MaxSkew@k, MinSkew@k, NDKL@k
 * :mod:`~qclip.metrics.calibration` — ECE / adaptive ECE / MCE / RMS, NLL, Brier, temperature
 * :mod:`~qclip.metrics.ood` — MCM / MSP / max-logit / energy scores, AUROC, FPR@95, AUPR
-* :mod:`~qclip.metrics.spectral` — quantization noise per principal-rank band, effective rank
+* :mod:`~qclip.metrics.spectral` — quantization noise per principal-rank band, per-rank SQNR, rank-band accuracy, effective rank
 * :mod:`~qclip.metrics.robustness` — relative accuracy change, worst-group accuracy
+* :mod:`~qclip.metrics.spurious_gap` — relative spurious gap, ΔRSG, added vulnerability (common/counter)
 
 Every public function takes ``validate_args=True``; errors read
 "Expected `arg` to be ..., but got ...". Ranking ties are broken by the lower
@@ -47,7 +48,8 @@ from .ood import (
 from .retrieval import image_retrieval_ranks, retrieval_recall, text_retrieval_ranks
 from .robustness import group_accuracy, relative_change, relative_increase, worst_group_accuracy
 from .skew import max_skew, min_skew, ndkl_at_k, prompt_skew, prompt_skews, skew_at_k
-from .spectral import DEFAULT_BANDS, effective_rank, spectral_analysis
+from .spectral import DEFAULT_BANDS, effective_rank, per_rank_sqnr, rank_band_accuracy, spectral_analysis
+from .spurious_gap import added_vulnerability, delta_rsg, relative_spurious_gap, spurious_gap_summary
 from .zeroshot import (
     build_classifier,
     cosine_similarity,
@@ -114,6 +116,12 @@ __all__ = [
     "DEFAULT_BANDS",
     "effective_rank",
     "spectral_analysis",
+    "per_rank_sqnr",
+    "rank_band_accuracy",
+    "relative_spurious_gap",
+    "delta_rsg",
+    "added_vulnerability",
+    "spurious_gap_summary",
     # robustness
     "relative_change",
     "relative_increase",

@@ -35,7 +35,7 @@ import numpy as np
 
 from ._validation import float_array
 
-__all__ = ["effective_rank", "spectral_analysis", "DEFAULT_BANDS"]
+__all__ = ["effective_rank", "spectral_analysis", "per_rank_sqnr", "rank_band_accuracy", "DEFAULT_BANDS"]
 
 DEFAULT_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.5), (0.5, 1.0))
 
@@ -168,3 +168,76 @@ def spectral_analysis(
     for i, value in enumerate(band_nsr):
         out[f"nsr_band_{i}"] = float(value)
     return out
+
+
+def per_rank_sqnr(ref_feats: Any, q_feats: Any, validate_args: bool = True) -> np.ndarray:
+    r"""Signal-to-quantization-noise ratio per principal rank of the reference, in dB.
+
+    .. math:: \mathrm{SQNR}_i = 10 \log_{10} \frac{s_i^2}{\lVert (Y_c - X_c) v_i \rVert^2}
+
+    The steps of :func:`spectral_analysis` (centre both, SVD of the reference ``X_c = U S V^T``, noise
+    projected on its right singular vectors ``v_i``), as in "Less Precise Can Be More Reliable"
+    (Bouguerra et al. 2026, spectral analysis: the quantized features projected on the fp32 basis; an
+    SQNR that decays with rank means quantization acts as a low-pass filter). ``+inf`` where a rank
+    carries no noise (identical features), NaN at numerically zero singular values. Returns ``[r]``.
+
+    Example:
+        >>> x = np.diag([4.0, 2.0, 1.0]).repeat(2, axis=0) * np.array([1, -1] * 3)[:, None]
+        >>> per_rank_sqnr(x, x).tolist()
+        [inf, inf, inf]
+    """
+    out = spectral_analysis(ref_feats, q_feats, bands=((0.0, 1.0),), validate_args=validate_args)
+    s2, n = out["singular_values"] ** 2, out["noise_energy"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sqnr = np.where(n > 0, 10.0 * np.log10(np.where(n > 0, s2 / np.where(n > 0, n, 1.0), 1.0)), np.inf)
+    return np.where(s2 > 0, sqnr, np.nan)[: int(np.count_nonzero(s2))]
+
+
+def rank_band_accuracy(
+    ref_feats: Any,
+    feats: Any,
+    class_embeds: Any,
+    labels: Any,
+    bands: Sequence[tuple[float, float]] = DEFAULT_BANDS,
+    validate_args: bool = True,
+) -> np.ndarray:
+    r"""Zero-shot top-1 accuracy of ``feats`` restricted to bands of the reference's principal ranks.
+
+    For each band ``B`` (rank fractions as in :func:`spectral_analysis`): project the features on the span
+    of the reference's right singular vectors ``V_B`` (of the centred ``ref_feats``),
+    :math:`\hat y = \arg\max_k (F V_B V_B^T) w_k`, and score against ``labels``. The accuracy of the top
+    ranks against the tail shows where the class information of a (quantized) model lives (Bouguerra et
+    al. 2026, spectral analysis). An empty band gives NaN. Returns ``[len(bands)]``.
+
+    Args:
+        ref_feats: ``[N, D]`` reference (fp32) features: they define the basis.
+        feats: ``[M, D]`` features to classify (the reference's own, or a quantized model's).
+        class_embeds: ``[K, D]`` class embeddings (text classifier).
+        labels: ``[M]`` class ids.
+
+    Example:
+        >>> x = np.array([[3.0, 0.0], [-3.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+        >>> f = [[2.0, 1.0], [1.0, 2.0]]  # both of class 0: the top rank (x) says so, the tail (y) does not
+        >>> rank_band_accuracy(x, f, np.eye(2), [0, 0], bands=((0.0, 0.5), (0.5, 1.0))).tolist()
+        [1.0, 0.0]
+    """
+    from ._validation import label_array
+
+    x = float_array(ref_feats, "ref_feats", 2, validate_args)
+    f = float_array(feats, "feats", 2, validate_args)
+    w = float_array(class_embeds, "class_embeds", 2, validate_args)
+    y = label_array(labels, "labels", validate_args, n=f.shape[0], n_classes=w.shape[0])
+    if validate_args and not (x.shape[1] == f.shape[1] == w.shape[1]):
+        raise ValueError(f"Expected one feature width, but got ref_feats {x.shape}, feats {f.shape}, "
+                         f"class_embeds {w.shape}.")
+    _, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    rank = int(np.count_nonzero(s > _rank_tolerance(s, x.shape)))
+    out = []
+    for sl in _band_slices(tuple((float(lo), float(hi)) for lo, hi in bands), rank):
+        if sl.stop <= sl.start:
+            out.append(float("nan"))
+            continue
+        v = vt[sl]
+        logits = (f @ v.T) @ (v @ w.T)
+        out.append(float(np.mean(np.argmax(logits, axis=1) == y)))
+    return np.array(out)

@@ -12,7 +12,7 @@ import pytest
 
 import qclip.metrics
 
-MODULES = ["zeroshot", "retrieval", "fairness", "skew", "calibration", "ood", "spectral", "robustness"]
+MODULES = ["zeroshot", "retrieval", "fairness", "skew", "calibration", "ood", "spectral", "robustness", "spurious_gap"]
 
 
 @pytest.mark.parametrize("name", MODULES)
