@@ -18,6 +18,7 @@ from .run.options import (
     check_compare_fail,
     check_quantizer_ref,
     parse_device,
+    parse_equivalence,
     parse_gate,
     parse_nonnegative_int,
     parse_positive_int,
@@ -82,6 +83,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 default=[],
                 help="Fail the session when METRIC regressed against the baseline by more than THRESHOLD "
                      "(absolute, or relative with %%). Repeatable.")
+    g.addoption("--qclip-equivalence", metavar="[BENCH/]METRIC[@SUBGROUP]:MARGIN", type=parse_equivalence,
+                action="append", default=[],
+                help="Equivalence margin of the report's verdicts (TOST of the mean Δ against ±MARGIN, in the "
+                     "metric's unit; 'none' for no test), overriding qclip/expect/equivalence.yaml; globs, "
+                     "e.g. 'max_disparity@*:0.02'. Repeatable, the last match wins.")
     g.addoption("--qclip-fairness-gate", metavar="METRIC:BOUND", type=parse_gate, action="append", default=[],
                 help="Turn a recorded fairness delta into an assertion: |delta of METRIC| <= BOUND. Repeatable.")
     g.addoption("--qclip-min-samples", metavar="N", type=parse_positive_int, default=25,

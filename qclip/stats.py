@@ -16,21 +16,30 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 from scipy import special as _special
 from scipy import stats as _st
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
 __all__ = [
+    "ALPHA",
     "CONFIDENCE",
+    "POWER",
+    "VERDICTS",
     "GROUP_KEYS",
     "MIN_N",
     "STATS_COLUMNS",
     "mark",
+    "min_detectable_effect",
     "paired_test",
     "population_stats",
+    "tost_paired",
+    "verdict",
 ]
 
 CONFIDENCE = 0.95
@@ -38,6 +47,16 @@ CONFIDENCE = 0.95
 
 MIN_N = 3
 """Fewest models for which a test is run; below it p and CI are NaN."""
+
+ALPHA = 0.05
+"""Level of the verdicts: the t-test's ``p < ALPHA`` is *different*, TOST's ``p_tost < ALPHA`` *equivalent*;
+TOST at level α is the ``1 - 2α`` (90%) CI lying inside ``±margin``."""
+
+POWER = 0.80
+"""Power of :func:`min_detectable_effect`: the mean Δ the paired t-test finds with this probability."""
+
+VERDICTS = ("different", "equivalent", "inconclusive")
+"""A finding's verdict (:func:`verdict`); ``""`` when the population is below :data:`MIN_N`."""
 
 GROUP_KEYS = ("quantizer", "benchmark", "dataset", "metric", "subgroup")
 """One paired test per combination of these columns of the result rows."""
@@ -53,6 +72,12 @@ _TEST_KEYS = (
     "p",
     "p_wilcoxon",
     "cohens_dz",
+    "margin",
+    "p_tost",
+    "ci90_low",
+    "ci90_high",
+    "verdict",
+    "mde",
     "n_up",
     "n_down",
     "n_same",
@@ -82,7 +107,78 @@ def _as_vector(x, name: str) -> np.ndarray:
     return arr
 
 
-def paired_test(reference, value) -> dict:
+def tost_paired(d, margin) -> dict:
+    """Two one-sided paired t-tests (TOST, Schuirmann 1987) of ``|mean Δ| < margin``, vectorised.
+
+    ``d``: differences ``[..., n]`` (one population per leading index, NaN-free); ``margin`` > 0,
+    a scalar or broadcastable to the leading shape. With ``d̄``, ``s_d`` (ddof = 1) and
+    ``se = s_d / √n``, ``t_L = (d̄ + m) / se`` tests H0 ``μ ≤ −m`` and ``t_U = (d̄ − m) / se`` tests
+    H0 ``μ ≥ m``, each one-sided with ``n − 1`` degrees of freedom:
+
+    * ``p_tost = max(P(T ≥ t_L), P(T ≤ t_U))`` (equal to ``statsmodels.stats.weightstats.ttost_paired``);
+    * ``ci90_low, ci90_high = d̄ ∓ t_{1−α, n−1} · se``: the ``1 − 2α`` CI; ``p_tost < α`` exactly when
+      it lies inside ``(−m, m)``.
+
+    Without variance (``se = 0``) the tests are decided by ``|d̄| < m`` (p 0 or 1). Returns arrays (0-d for
+    one population) under the keys ``p_tost``, ``ci90_low``, ``ci90_high``.
+
+    >>> r = tost_paired([0.001, -0.002, 0.0, 0.003, -0.001], 0.01)
+    >>> round(float(r["p_tost"]), 5), bool(r["ci90_high"] < 0.01)
+    (0.00017, True)
+    """
+    d = np.asarray(d, dtype=float)
+    n = d.shape[-1]
+    m = np.asarray(margin, dtype=float)
+    mean = d.mean(axis=-1)
+    se = d.std(axis=-1, ddof=1) / math.sqrt(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_low = np.where(se > 0, (mean + m) / se, np.where(mean + m > 0, np.inf, -np.inf))
+        t_high = np.where(se > 0, (mean - m) / se, np.where(mean - m < 0, -np.inf, np.inf))
+    p_low = _special.stdtr(n - 1, -t_low)  # P(T >= t_L)
+    p_high = _special.stdtr(n - 1, t_high)  # P(T <= t_U)
+    half = _special.stdtrit(n - 1, 1.0 - ALPHA) * se
+    return {"p_tost": np.maximum(p_low, p_high), "ci90_low": mean - half, "ci90_high": mean + half}
+
+
+@lru_cache(maxsize=512)
+def _mde_effect_size(n: int, alpha: float, power: float) -> float:
+    return float(TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="two-sided"))
+
+
+def min_detectable_effect(n: int, sd: float, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true mean Δ the two-sided paired t-test at ``alpha`` detects with probability ``power``.
+
+    ``mde = d_z · s_d`` with ``d_z`` the standardised effect size (Cohen's d_z) that
+    ``statsmodels.stats.power.TTestPower().solve_power(nobs=n, alpha=alpha, power=power)`` returns
+    (noncentral t, n − 1 degrees of freedom; Cohen 1988) and ``s_d`` the spread of the differences.
+    NaN below :data:`MIN_N` models or without a finite spread; 0 when the differences have no spread.
+
+    >>> round(min_detectable_effect(8, 0.01), 4)  # eight models, sd of Δ one point: 1.2 points
+    0.0116
+    """
+    if n < MIN_N or not math.isfinite(sd):
+        return math.nan
+    return _mde_effect_size(int(n), float(alpha), float(power)) * float(sd)
+
+
+def verdict(p: float, p_tost: float, n: int) -> str:
+    """``different`` when the t-test's ``p < ALPHA``, else ``equivalent`` when TOST's ``p_tost < ALPHA``, else
+    ``inconclusive``; ``""`` below :data:`MIN_N` models. A difference that is significant *and* inside the
+    margin reads ``different`` (it is real, however small: ``p_tost`` in ``stats.csv`` says it is small).
+
+    >>> verdict(0.01, 0.001, 8), verdict(0.4, 0.01, 8), verdict(0.4, 0.2, 8), verdict(0.4, 0.01, 2)
+    ('different', 'equivalent', 'inconclusive', '')
+    """
+    if n < MIN_N:
+        return ""
+    if math.isfinite(p) and p < ALPHA:
+        return "different"
+    if math.isfinite(p_tost) and p_tost < ALPHA:
+        return "equivalent"
+    return "inconclusive"
+
+
+def paired_test(reference, value, margin: float = math.nan) -> dict:
     """Paired comparison of quantized ``value`` against fp32 ``reference`` over models.
 
     Pairs where either side is not finite are dropped; ``n`` counts the rest.
@@ -97,7 +193,11 @@ def paired_test(reference, value) -> dict:
       differences dropped, exact distribution for small n without ties); NaN when
       every difference is zero;
     * ``cohens_dz = d̄ / s_d`` (Cohen 1988, effect size for paired samples);
-    * ``n_up, n_down, n_same``: models whose value rose, fell, stayed equal.
+    * ``n_up, n_down, n_same``: models whose value rose, fell, stayed equal;
+    * ``margin``, ``p_tost``, ``ci90_low``, ``ci90_high``: the equivalence test of :func:`tost_paired` against
+      ``±margin`` (NaN without a margin); ``verdict``: :func:`verdict`;
+    * ``mde``: :func:`min_detectable_effect` for this n and ``s_d``, the mean Δ the t-test would have
+      found with 80% power.
 
     When ``n < 3`` the tests are not run: ``t``, ``p``, ``p_wilcoxon``, the CI and
     ``cohens_dz`` are NaN and ``note`` is ``"n too small"``. When every difference
@@ -129,6 +229,12 @@ def paired_test(reference, value) -> dict:
         "p": nan,
         "p_wilcoxon": nan,
         "cohens_dz": nan,
+        "margin": float(margin) if margin is not None and math.isfinite(margin) and margin > 0 else nan,
+        "p_tost": nan,
+        "ci90_low": nan,
+        "ci90_high": nan,
+        "verdict": "",
+        "mde": nan,
         "n_up": int((d > 0).sum()),
         "n_down": int((d < 0).sum()),
         "n_same": int((d == 0).sum()),
@@ -153,6 +259,12 @@ def paired_test(reference, value) -> dict:
         out["note"] = "differences have no variance"
     if np.any(d != 0):
         out["p_wilcoxon"] = _wilcoxon_p(d)
+    tost = tost_paired(d, out["margin"] if math.isfinite(out["margin"]) else 1.0)
+    out["ci90_low"], out["ci90_high"] = float(tost["ci90_low"]), float(tost["ci90_high"])
+    if math.isfinite(out["margin"]):
+        out["p_tost"] = float(tost["p_tost"])
+    out["verdict"] = verdict(out["p"], out["p_tost"], n)
+    out["mde"] = min_detectable_effect(n, float(sd))
     return out
 
 
@@ -195,7 +307,11 @@ def _adjust(p: pd.Series, method: str) -> pd.Series:
     return adjusted
 
 
-def population_stats(df: pd.DataFrame) -> pd.DataFrame:
+Margins = Callable[[str, str, str], float]
+"""``margin(benchmark, metric, subgroup)``: the equivalence margin of a finding, NaN for none."""
+
+
+def population_stats(df: pd.DataFrame, margins: Margins | None = None) -> pd.DataFrame:
     """One paired test per (quantizer, benchmark, dataset, metric, subgroup) across models.
 
     Input: result rows (see :mod:`qclip.results`). Rows of the fp32 reference
@@ -209,6 +325,9 @@ def population_stats(df: pd.DataFrame) -> pd.DataFrame:
     1995, false discovery rate), both from ``statsmodels.stats.multitest.multipletests``
     over the finite p values. ``mark`` follows the *unadjusted* p, as the paper's
     tables do (``'**'`` p < .05, ``'*'`` p < .10); read it next to ``p_holm``.
+
+    ``margins(benchmark, metric, subgroup)`` gives each group's equivalence margin (NaN: no TOST);
+    the report and the controller pass :func:`qclip.expect.equivalence.margin_function`.
     """
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in STATS_COLUMNS})
     if df is None or df.empty:
@@ -230,7 +349,9 @@ def population_stats(df: pd.DataFrame) -> pd.DataFrame:
     groups = per_model.groupby(list(GROUP_KEYS), sort=False, dropna=False).indices
     records = []
     for key, idx in sorted(groups.items(), key=lambda kv: kv[1][0]):  # per_model is sorted by the keys
-        records.append({**dict(zip(GROUP_KEYS, key, strict=True)), **paired_test(ref[idx], val[idx])})
+        keys = dict(zip(GROUP_KEYS, key, strict=True))
+        margin = margins(keys["benchmark"], keys["metric"], keys["subgroup"]) if margins else math.nan
+        records.append({**keys, **paired_test(ref[idx], val[idx], margin)})
     out = pd.DataFrame.from_records(records)
     out["p_holm"] = _adjust(out["p"], "holm")
     out["p_bh"] = _adjust(out["p"], "fdr_bh")

@@ -51,6 +51,7 @@ PLUGIN_BAD: dict[str, list[str]] = {
     "--qclip-baseline": ["--qclip-baseline", "nosuchrun"],
     "--qclip-compare-fail": ["--qclip-compare-fail", "top1"],
     "--qclip-fairness-gate": ["--qclip-fairness-gate", "ndkl@4"],
+    "--qclip-equivalence": ["--qclip-equivalence", "max_disparity@*:-0.02"],
     "--qclip-min-samples": ["--qclip-min-samples", "0"],
     "--qclip-skew-k": ["--qclip-skew-k", "k"],
     "--qclip-calibration": ["--qclip-calibration", "synth-imagenet"],  # not image-caption pairs

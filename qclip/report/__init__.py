@@ -71,7 +71,10 @@ def write_report(
     """
     run_id = store.resolve(run_id)
     rows, cells, meta = store.rows(run_id), store.cells(run_id), store.meta(run_id)
-    stats = population_stats(rows) if stats is None else stats
+    if stats is None:
+        from qclip.expect.equivalence import margin_function  # the margins the run was made with
+
+        stats = population_stats(rows, margin_function(meta.get("equivalence") or ()))
     out_root = Path(out_root)
     out = out_root / _folder_name(run_id)
     out.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,8 @@ def run_metadata(config: pytest.Config, session: QclipSession) -> dict:
         "models": session.options.models,
         "quantizers": session.options.quantizers,
         "thresholds": session.options.thresholds,
+        # --qclip-equivalence overrides, kept so `qclip report` recomputes the same verdicts
+        "equivalence": list(config.getoption("qclip_equivalence", None) or []),
         "cache": str(session.cache.root),
     }
 
@@ -188,6 +190,7 @@ class Controller:
     # ----- end of session -------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from ..expect.equivalence import margin_function
         from ..expect.gate import run_gates
         from ..report import terminal_summary, write_report
         from ..report.sections_data import META_KEY, collect_summaries
@@ -210,7 +213,8 @@ class Controller:
             self.regressions = [g for g in gates if not g.passed]
             if self.regressions and session.exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        stats = population_stats(rows) if not rows.empty else None
+        margins = margin_function(self.config.getoption("qclip_equivalence", None) or ())
+        stats = population_stats(rows, margins) if not rows.empty else None
         if not self.config.getoption("qclip_no_report") and not rows.empty:
             self.report_dir = write_report(self.store, self.run_id, Path(self.config.getoption("qclip_reports")),
                                            gates=gates, stats=stats,

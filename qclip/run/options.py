@@ -3,7 +3,7 @@
 Two layers, both cheap (no torch at parse time):
 
 * argparse ``type=`` parsers (:func:`parse_threshold`, :func:`parse_gate`, :func:`parse_device`,
-  :func:`parse_positive_int`, :func:`parse_fraction`, :func:`check_compare_fail`, :func:`check_quantizer_ref`,
+  :func:`parse_positive_int`, :func:`parse_fraction`, :func:`check_compare_fail`, :func:`parse_equivalence`, :func:`check_quantizer_ref`,
   :func:`check_shell_words`) check a value's form and raise :class:`argparse.ArgumentTypeError`; argparse
   (pytest's parser too) turns that into one ``error: argument --OPTION: ...`` line.
 * checks against what is known (registered quantizers, model sets, configured datasets, runs in a results
@@ -33,6 +33,7 @@ __all__ = [
     "parse_nonnegative_int",
     "parse_fraction",
     "check_compare_fail",
+    "parse_equivalence",
     "check_quantizer_ref",
     "check_shell_words",
     "one_line",
@@ -148,6 +149,15 @@ def check_compare_fail(text: str) -> str:
     from ..expect.gate import parse_compare_fail
 
     parse_compare_fail(text)  # ArgumentTypeError naming the expected form
+    return text
+
+
+def parse_equivalence(text: str) -> str:
+    """``[BENCHMARK/]METRIC[@SUBGROUP]:MARGIN`` checked with :func:`qclip.expect.equivalence.parse_margin`
+    (MARGIN > 0 or ``none``; METRIC must select a declared metric); the text is kept, as the run stores it."""
+    from ..expect.equivalence import parse_margin
+
+    parse_margin(text)  # ArgumentTypeError naming the expected form or the declared metrics
     return text
 
 
@@ -390,6 +400,7 @@ class PluginOptions:
     no_report: bool = False
     baseline: str | None = None
     compare_fail: tuple = ()  # qclip.expect.gate.RegressionCheck
+    equivalence: tuple[str, ...] = ()  # --qclip-equivalence texts, checked by parse_equivalence
     data_source: str = ""  # how data was chosen: '--qclip-data', the rootdir's qclip.toml, or '' (synthetic)
 
 
@@ -472,6 +483,7 @@ def plugin_options(getoption: Callable[[str], Any], getini: Callable[[str], Any]
         no_report=bool(getoption("qclip_no_report")),
         baseline=getoption("qclip_baseline"),
         compare_fail=tuple(parse_compare_fail(t) for t in getoption("qclip_compare_fail") or ()),
+        equivalence=tuple(getoption("qclip_equivalence") or ()),
         data_source=data_source,
     )
 
