@@ -493,7 +493,7 @@ def test_long_layout_beyond_six_metrics():
         benchmark="ood", metric=lambda d: d.metric + "_" + d.subgroup, subgroup=""
     )
     table = significance_table(population_stats(rows), "ood")
-    assert list(table.columns) == ["Quantizer", "Group", "Metric", "n", "Δ mean", "p", "95% CI", "p (Holm)"]
+    assert list(table.columns) == ["Quantizer", "Group", "Metric", "n", "Δ mean", "p", "95% CI", "p (Holm)", "Verdict"]
     assert len(table) == 2 * 16
 
 

@@ -37,7 +37,7 @@ class Cell:
     """A table cell with a plain-text form (Markdown, CSV) and a richer HTML form.
 
     ``html`` is already escaped markup; ``css`` is the ``<td>`` class (``sig05``,
-    ``sig10``, ``up``, ``down``, ``muted``).
+    ``sig10``, ``up``, ``down``, ``muted``; a verdict's ``vequiv``, ``vdiff``).
     """
 
     text: str

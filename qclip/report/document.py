@@ -53,6 +53,22 @@ CONVENTIONS = [
     "Rows of skipped or errored cells are left out of every table, figure and test.",
 ]
 
+STATISTICS = [
+    "Paired t-test: per finding, the n models' differences Δ = quantized − fp32 are tested against a mean of "
+    "0 (two-sided, scipy.stats.ttest_rel), with the 95% CI of the mean Δ. A mark says the mean moved; no mark "
+    "says only that these n models could not show it.",
+    "Equivalence (TOST): two one-sided paired t-tests ask whether the mean Δ lies inside ±m, a margin per "
+    "metric family (qclip/expect/equivalence.yaml, --qclip-equivalence); p_tost < .05 exactly when the 90% CI "
+    "of the mean Δ (ci90_low, ci90_high in stats.csv) lies inside (−m, m). It is the test that can say "
+    "\"no change worth mentioning\", which an insignificant t-test cannot.",
+    "Verdict: different when the t-test has p < .05, else equivalent ±m when TOST has p < .05, else "
+    "inconclusive. Inconclusive means the data show neither a change nor its absence within the margin.",
+    "MDE (minimum detectable effect): the smallest true mean Δ the paired t-test would find with 80% power at "
+    "this n and this spread of Δ (statsmodels TTestPower). When it exceeds the margin the verdict says "
+    "\"too few models\": the population cannot see an effect of the margin's size.",
+]
+"""The report's statistics section: each statistic in two sentences (docs/report.md, "The statistics")."""
+
 _KEY_META = ("git_commit", "device", "device_name", "matmul_precision", "started", "finished", "qclip_version",
              "provenance.cpu_capability", "provenance.tiny_mode", "provenance.data.world_digest")
 
@@ -202,6 +218,29 @@ def _other_section(stats: pd.DataFrame, benchmark: str) -> Section:
     return sec
 
 
+def _statistics_section(stats: pd.DataFrame) -> Section:
+    """What each statistic of the tables is, the verdicts counted, and the margins the run used."""
+    sec = Section("Statistics", [Bullets(list(STATISTICS))])
+    if stats is None or stats.empty or "verdict" not in stats:
+        return sec
+    counts = stats["verdict"].replace("", "n too small").value_counts()
+    sec.blocks.append(Para("Verdicts of this run's findings: " + ", ".join(
+        f"{int(counts[v])} {v}" for v in ("different", "equivalent", "inconclusive", "n too small") if v in counts)
+        + "."))
+    weak = stats[(stats["verdict"] == "inconclusive") & (stats["mde"] > stats["margin"])]
+    if not weak.empty:
+        sec.blocks.append(Para(f"**Too few models:** for {len(weak)} inconclusive finding(s) the minimum detectable Δ "
+                               "exceeds the margin, so this population could not have shown an effect of the "
+                               "margin's size either way."))
+    margins = (stats.dropna(subset=["margin"]).groupby(["benchmark", "metric"], sort=True)["margin"].first()
+               .reset_index())
+    if not margins.empty:
+        table = pd.DataFrame({"Benchmark": margins["benchmark"], "Metric": margins["metric"],
+                              "Margin ±m": [f"{m:g}" for m in margins["margin"]]})
+        sec.blocks.append(Details(f"Margins used ({len(table)} metrics)", [Table(table)]))
+    return sec
+
+
 def build_document(
     run_id: str,
     meta: dict,
@@ -242,6 +281,7 @@ def build_document(
         dist.blocks.append(Para("No quantized rows with a finite Δ in this run."))
     doc.append(dist)
 
+    doc.append(_statistics_section(stats))
     notes = list(CONVENTIONS)
     notes += [f"Figure `{role}` could not be drawn: {err}" for role, err in (figure_errors or {}).items()]
     doc.append(Section("Conventions", [Bullets(notes)]))

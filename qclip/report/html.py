@@ -41,6 +41,8 @@ td .s { display: block; color: var(--muted); font-size: 11.5px; white-space: now
 td.sig10 { background: #fff4b3 !important; }
 td.sig05 { background: #c9f0c0 !important; }
 td.muted { color: var(--muted); }
+td.vequiv { background: #dcebfb !important; }
+td.vdiff { background: #fbe3dc !important; }
 .caption { color: var(--muted); font-size: 13px; margin: .8em 0 .2em; }
 figure { margin: .8em 0 1.6em; }
 figure img { max-width: 100%; border: 1px solid var(--rule); border-radius: 4px; }

@@ -4,7 +4,9 @@ Significance tables follow Table 1 of Slyman et al., "You Never Know" (rows:
 quantizer × demographic group; one column per metric). Each cell reads
 ``Δ p=.082* [lo, hi]``: the mean paired difference (quantized − fp32) across
 models, the paired t-test p value with its mark (``*`` p < .10, ``**`` p < .05,
-unadjusted as in the paper) and the 95% CI of the mean difference.
+unadjusted as in the paper) and the 95% CI of the mean difference. The Verdict column reads each finding
+as *different*, *equivalent ±m* (TOST against the metric's margin) or *inconclusive*, with the minimum
+detectable Δ of a finding that is not significant (:mod:`qclip.stats`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ __all__ = [
     "sig_cell",
     "significance_table",
     "stats_table",
+    "verdict_text",
+    "verdicts_cell",
 ]
 
 ACCURACY_METRICS = (
@@ -138,6 +142,57 @@ def group_label(benchmark: str, subgroup: str) -> str:
 def _group_order(benchmark: str, subgroup: str) -> int:
     keys = list(FACET_GROUPS) if benchmark == "facet" else []
     return keys.index(subgroup) if subgroup in keys else len(keys)
+
+
+def _num(x: float) -> str:
+    """A margin or MDE: up to 4 significant decimals, no sign (``0.02``, ``0.0113``)."""
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:.2e}" if 0 < abs(x) < 1e-3 else f"{x:.4f}".rstrip("0").rstrip(".")
+
+
+def verdict_text(r) -> str:
+    """The verdict of one stats row: ``different``, ``equivalent ±0.02 (MDE 0.011)``, ``inconclusive (MDE
+    0.031 > ±0.02: too few models)``, ``inconclusive (MDE 0.0040, no margin)``; ``n too small`` below
+    :data:`qclip.stats.MIN_N` models. MDE: the mean Δ the t-test would have found with 80% power.
+
+    >>> from types import SimpleNamespace as R
+    >>> verdict_text(R(n=8, verdict="inconclusive", margin=0.02, mde=0.031))
+    'inconclusive (MDE 0.031 > ±0.02: too few models)'
+    """
+    v, margin, mde = getattr(r, "verdict", ""), getattr(r, "margin", math.nan), getattr(r, "mde", math.nan)
+    if int(r.n) < MIN_N or not v:
+        return "n too small"
+    if v == "different":
+        return "different"
+    has_margin = margin is not None and math.isfinite(margin)
+    if v == "equivalent":
+        return f"equivalent ±{_num(margin)}" + (f" (MDE {_num(mde)})" if math.isfinite(mde) else "")
+    if not math.isfinite(mde):
+        return "inconclusive"
+    if not has_margin:
+        return f"inconclusive (MDE {_num(mde)}, no margin)"
+    if mde > margin:
+        return f"inconclusive (MDE {_num(mde)} > ±{_num(margin)}: too few models)"
+    return f"inconclusive (MDE {_num(mde)})"
+
+
+_VERDICT_CSS = {"different": "vdiff", "equivalent": "vequiv"}
+
+
+def verdicts_cell(rows: list, labels: list[str]) -> Cell:
+    """The Verdict cell of a wide row: one verdict when the row's metrics agree, else ``label: verdict`` for
+    each metric, joined by `` · ``."""
+    texts = [verdict_text(r) for r in rows]
+    if not texts:
+        return Cell("—")
+    if len(set(texts)) == 1:
+        text = texts[0]
+    else:
+        text = " · ".join(f"{lab}: {t}" for lab, t in zip(labels, texts, strict=True))
+    kinds = {getattr(r, "verdict", "") for r in rows}
+    css = _VERDICT_CSS.get(next(iter(kinds)), "") if len(kinds) == 1 else ""
+    return Cell(text, html.escape(text), css)
 
 
 def pct_sig_cell(r) -> Cell:
@@ -265,9 +320,11 @@ def significance_table(
                     f"{fmt(lo)}, {fmt(hi)}" for lo, hi in zip(sel["ci_low"], sel["ci_high"], strict=True)
                 ],
                 "p (Holm)": sel["p_holm"].map(fmt_p),
+                "Verdict": [verdict_text(r) for r in sel.itertuples()],
             }
         ).reset_index(drop=True)
     cells = {(r.quantizer, r.subgroup, r.metric): sig_cell(r) for r in sel.itertuples()}
+    found = {(r.quantizer, r.subgroup, r.metric): r for r in sel.itertuples()}
     keys = list(dict.fromkeys(zip(sel["quantizer"], sel["subgroup"], strict=True)))
     n = sel.groupby(["quantizer", "subgroup"])["n"].max()
     out = pd.DataFrame(
@@ -279,6 +336,11 @@ def significance_table(
     )
     for metric in metrics:
         out[metric_label(metric)] = [cells.get((q, s, metric), "—") for q, s in keys]
+    verdicts = []
+    for q, s in keys:
+        present = [(metric_label(m), found[(q, s, m)]) for m in metrics if (q, s, m) in found]
+        verdicts.append(verdicts_cell([r for _, r in present], [lab for lab, _ in present]))
+    out["Verdict"] = verdicts
     return out
 
 
@@ -287,7 +349,7 @@ def stats_table(
     labels: dict[str, str] | None = None, subgroup: str | None = "",
 ) -> pd.DataFrame:
     """Rows quantizer × metric (in the order given): n, fp32 mean, quantized mean, Δ with p and
-    CI, Holm-adjusted p, and how many models went up / down."""
+    CI, Holm-adjusted p, how many models went up / down, and the verdict (:func:`verdict_text`)."""
     sel = stats[(stats["benchmark"] == benchmark) & stats["metric"].isin(metrics)]
     if dataset is not None:
         sel = sel[sel["dataset"] == dataset]
@@ -308,6 +370,7 @@ def stats_table(
             "Δ (p, 95% CI)": [sig_cell(r) for r in sel.itertuples()],
             "p (Holm)": sel["p_holm"].map(fmt_p).to_numpy(),
             "models ↑/↓": [f"{int(u)}/{int(d)}" for u, d in zip(sel["n_up"], sel["n_down"], strict=True)],
+            "Verdict": [verdict_text(r) for r in sel.itertuples()],
         }
     )
 
