@@ -10,6 +10,7 @@ One module per family, no pytest and no models imported:
 * :mod:`~qclip.metrics.ood` — MCM / MSP / max-logit / energy scores, AUROC, FPR@95, AUPR
 * :mod:`~qclip.metrics.spectral` — quantization noise per principal-rank band, per-rank SQNR, rank-band accuracy, effective rank
 * :mod:`~qclip.metrics.robustness` — relative accuracy change, worst-group accuracy
+* :mod:`~qclip.metrics.agreement` — per-sample prediction flips, KL divergence, embedding cosine (fp32 vs quantized)
 * :mod:`~qclip.metrics.spurious_gap` — relative spurious gap, ΔRSG, added vulnerability (common/counter)
 
 Every public function takes ``validate_args=True``; errors read
@@ -19,6 +20,7 @@ index first everywhere (a stable argsort of the negated scores).
 
 from __future__ import annotations
 
+from .agreement import agreement_metrics, mean_cosine_similarity, mean_kl_divergence, prediction_flips
 from .calibration import (
     adaptive_ece,
     bin_edges,
@@ -63,6 +65,11 @@ from .zeroshot import (
 )
 
 __all__ = [
+    # agreement
+    "prediction_flips",
+    "mean_kl_divergence",
+    "mean_cosine_similarity",
+    "agreement_metrics",
     # zeroshot
     "build_classifier",
     "zeroshot_logits",

@@ -12,7 +12,7 @@ import pytest
 
 import qclip.metrics
 
-MODULES = ["zeroshot", "retrieval", "fairness", "skew", "calibration", "ood", "spectral", "robustness", "spurious_gap"]
+MODULES = ["zeroshot", "retrieval", "fairness", "skew", "calibration", "ood", "spectral", "robustness", "spurious_gap", "agreement"]
 
 
 @pytest.mark.parametrize("name", MODULES)
