@@ -42,5 +42,10 @@ def test_zeroshot(qclip):
     for metric in ("top1", "top5", "mean_per_class_recall"):
         qclip.record(metric, got[metric], ref[metric], res.n)
     assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in got.values()), got
+    agree = tasks.prediction_agreement(qclip.reference, qclip.quantized, ds)  # the same embeddings, cached
+    for metric, value in agree.metrics.items():
+        qclip.record(metric, value, agree.extra["reference"][metric], agree.n)
+    assert 0.0 <= agree.metrics["flip_right_to_wrong"] + agree.metrics["flip_wrong_to_right"] \
+        <= agree.metrics["flip_rate"] <= 1.0, agree.metrics
     _conformance(qclip, ref["top1"])
     qclip.assert_preserved("top1", got["top1"], ref["top1"])

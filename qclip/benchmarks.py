@@ -128,6 +128,11 @@ _FAMILY_LIST = (
         _m("top1", "higher", _FRACTION, "zero-shot top-1 accuracy"),
         _m("top5", "higher", _FRACTION, "zero-shot top-5 accuracy"),
         _m("mean_per_class_recall", "higher", _FRACTION, "recall averaged over classes"),
+        _m("flip_rate", "lower", _FRACTION, "share of samples whose top-1 differs from fp32's"),
+        _m("flip_right_to_wrong", "lower", _FRACTION, "share right under fp32 and wrong quantized"),
+        _m("flip_wrong_to_right", "none", _FRACTION, "share wrong under fp32 and right quantized"),
+        _m("mean_kl", "lower", "nats", "mean KL(fp32 ‖ quantized) of the predictive distributions"),
+        _m("embedding_cosine", "higher", "cosine", "mean cosine of each image's fp32 and quantized embeddings"),
     ), "accuracy", "Zero-shot classification"),
     Family("retrieval", ("coco",), tuple(
         _m(f"{side}_retrieval_R@K", "higher", _FRACTION, f"{what} recall@k")

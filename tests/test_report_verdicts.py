@@ -111,3 +111,26 @@ def test_verdicts_cell_lists_per_metric_only_when_they_differ():
     assert verdicts_cell([a, a], ["A", "B"]).text == "different" and verdicts_cell([a, a], ["A", "B"]).css == "vdiff"
     mixed = verdicts_cell([a, b], ["A", "B"])
     assert mixed.text == "A: different · B: equivalent ±0.02 (MDE 0.01)" and mixed.css == ""
+
+
+def test_the_glance_table_shows_flips_kl_and_cosine(tmp_path):
+    """A quantizer with Δtop-1 ≈ 0 but many flips is visible at a glance."""
+    rows = fake_rows(families={"zeroshot"})
+    extra = []
+    planted = {"flip_rate": (0.0, 0.08), "flip_right_to_wrong": (0.0, 0.04), "flip_wrong_to_right": (0.0, 0.04),
+               "mean_kl": (0.0, 0.0123), "embedding_cosine": (1.0, 0.9876)}
+    for r in rows:
+        if r["metric"] == "top1" and r["subgroup"] == "":
+            for metric, (ref, value) in planted.items():
+                extra.append({**r, "metric": metric, "reference": ref, "value": ref if r["quantizer"] == "fp32" else value,
+                              "delta": 0.0 if r["quantizer"] == "fp32" else value - ref})
+    store = _write_store(tmp_path / "results.sqlite", "run-1", rows + extra)
+    md = (write_report(store, "run-1", out_root=tmp_path / "reports") / "report.md").read_text(encoding="utf-8")
+    glance = _section(md, "At a glance")
+    table = _md_table(glance, "| Quantizer |")
+    assert {"Top-1 flips", "KL (nats)", "Embedding cosine"} <= set(table.columns)
+    q = QUANTIZERS[0]
+    row = table[table["Quantizer"] == q].iloc[0]
+    assert row["Top-1 flips"] == "8.0% (4.0% →wrong, 4.0% →right)"
+    assert row["KL (nats)"] == "0.0123" and row["Embedding cosine"] == "0.9876"
+    store.close()

@@ -66,6 +66,13 @@ STATISTICS = [
     "MDE (minimum detectable effect): the smallest true mean Δ the paired t-test would find with 80% power at "
     "this n and this spread of Δ (statsmodels TTestPower). When it exceeds the margin the verdict says "
     "\"too few models\": the population cannot see an effect of the margin's size.",
+    "Top-1 flips: the share of images whose zero-shot top-1 prediction differs between the fp32 and the "
+    "quantized model, split into right→wrong and wrong→right (their difference is the top-1 Δ). A top-1 Δ near "
+    "0 with many flips means the quantizer changed many answers whose changes cancel.",
+    "KL divergence: the mean over images of KL(p_fp32 ‖ p_quantized) of the softmax over the classes, in nats. "
+    "It sees changes of confidence that leave the top-1 prediction as it was.",
+    "Embedding cosine: the mean cosine similarity of each image's fp32 and quantized embeddings. It measures how "
+    "far the quantizer moves the representation itself, before any classifier reads it.",
 ]
 """The report's statistics section: each statistic in two sentences (docs/report.md, "The statistics")."""
 

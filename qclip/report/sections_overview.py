@@ -42,6 +42,31 @@ def _one(st: pd.DataFrame, q: str, benchmark: str, metric: str, subgroup: str = 
     return compact_sig_cell(next(sel[sel["dataset"] == ds].itertuples(index=False)))
 
 
+def _mean_q(st: pd.DataFrame, q: str, benchmark: str, metric: str) -> float:
+    """The quantized models' mean value of ``metric`` (overall row) on the dataset with the most models."""
+    sel = st[(st["quantizer"] == q) & (st["benchmark"] == benchmark) & (st["metric"] == metric)
+             & (st["subgroup"] == "")]
+    ds = _main_dataset(sel)
+    if ds is None:
+        return math.nan
+    return float(sel[sel["dataset"] == ds]["mean_q"].iloc[0])
+
+
+def _flips(st: pd.DataFrame, q: str) -> str:
+    """Zero-shot top-1 flips vs fp32: ``3.1% (2.0% →wrong, 1.1% →right)``, means over the models."""
+    rate = _mean_q(st, q, "zeroshot", "flip_rate")
+    if not math.isfinite(rate):
+        return "—"
+    r2w, w2r = _mean_q(st, q, "zeroshot", "flip_right_to_wrong"), _mean_q(st, q, "zeroshot", "flip_wrong_to_right")
+    parts = f" ({100 * r2w:.1f}% →wrong, {100 * w2r:.1f}% →right)" if math.isfinite(r2w) and math.isfinite(w2r) else ""
+    return f"{100 * rate:.1f}%{parts}"
+
+
+def _plain_mean(st: pd.DataFrame, q: str, metric: str, digits: int) -> str:
+    x = _mean_q(st, q, "zeroshot", metric)
+    return "—" if not math.isfinite(x) else (f"{x:.1e}" if 0 < abs(x) < 10 ** -digits else f"{x:.{digits}f}")
+
+
 def _marks(st: pd.DataFrame, q: str, benchmark: str, pattern: str) -> str:
     sel = st[(st["quantizer"] == q) & (st["benchmark"] == benchmark) & st["metric"].str.fullmatch(pattern)]
     sel = sel[~sel["subgroup"].str.contains(r"/(?!uniform$)", regex=True)]
@@ -83,6 +108,9 @@ def glance_section(rows: pd.DataFrame, stats: pd.DataFrame) -> Section:
             "Quantizer": q,
             "Models": str(int(rows.loc[rows["quantizer"] == q, "model"].nunique())),
             "Top-1 Δ": _one(stats, q, "zeroshot", "top1"),
+            "Top-1 flips": _flips(stats, q),
+            "KL (nats)": _plain_mean(stats, q, "mean_kl", 4),
+            "Embedding cosine": _plain_mean(stats, q, "embedding_cosine", 4),
             "Image R@1 Δ": _one(stats, q, "retrieval", "image_retrieval_R@1"),
             "FACET tests marked": _marks(stats, q, "facet", FACET_SUMMARY),
             "FairFace tests marked": _marks(stats, q, "fairface", FAIRFACE_SUMMARY),
@@ -95,7 +123,11 @@ def glance_section(rows: pd.DataFrame, stats: pd.DataFrame) -> Section:
     sec.blocks.append(Table(table,
                             "Mean Δ (quantized − fp32) across models, with the paired t-test p (* p < .10, ** p < .05, "
                             "unadjusted). \"Tests marked\": how many of the section's paired tests reached each mark "
-                            "(expect about 10% * or better by chance alone). MCM AUROC Δ: mean over the OOD sets. "
+                            "(expect about 10% * or better by chance alone). Top-1 flips: share of images whose zero-shot "
+                            "prediction differs from fp32's (right→wrong, wrong→right), so a Top-1 Δ near 0 with many "
+                            "flips is visible; KL: mean KL(fp32 ‖ quantized) of the predictive distributions; "
+                            "embedding cosine: mean cosine of each image's two embeddings (means over the models). "
+                            "MCM AUROC Δ: mean over the OOD sets. "
                             "Details and CIs in the sections below."))
     return sec
 

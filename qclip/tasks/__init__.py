@@ -5,12 +5,20 @@ model alike. One module per family group, the same groups as ``qclip/report/sect
 metric math: the formulas live in :mod:`qclip.metrics`.
 """
 
-from .accuracy import ClassifierOutputs, class_prompts, classifier_outputs, retrieval, zeroshot
+from .accuracy import (
+    ClassifierOutputs,
+    class_prompts,
+    classifier_outputs,
+    prediction_agreement,
+    retrieval,
+    zeroshot,
+)
 from .base import EmbeddingSource, TaskResult
 from .fairness import facet_disparities, fairface_skews
 from .reliability import calibration, ood_detection
 from .robustness import corrupted_top1, spectral, worst_group
 
-__all__ = ["EmbeddingSource", "TaskResult", "ClassifierOutputs", "class_prompts", "classifier_outputs", "zeroshot", "retrieval",
+__all__ = ["EmbeddingSource", "TaskResult", "ClassifierOutputs", "class_prompts", "classifier_outputs", "zeroshot",
+           "prediction_agreement", "retrieval",
            "facet_disparities", "fairface_skews", "calibration", "ood_detection", "corrupted_top1",
            "worst_group", "spectral"]

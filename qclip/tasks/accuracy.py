@@ -12,10 +12,12 @@ import numpy as np
 
 from ..data import format_prompts
 from ..metrics import zeroshot as zs
+from ..metrics.agreement import agreement_metrics
 from ..metrics.retrieval import retrieval_recall
 from .base import EmbeddingSource, TaskResult
 
-__all__ = ["ClassifierOutputs", "class_prompts", "classifier_outputs", "zeroshot", "retrieval"]
+__all__ = ["ClassifierOutputs", "class_prompts", "classifier_outputs", "prediction_agreement", "zeroshot",
+           "retrieval"]
 
 
 @dataclass
@@ -51,6 +53,19 @@ def zeroshot(src: EmbeddingSource, dataset) -> TaskResult:
     """Top-1, top-5 and mean per-class recall (FORMATS.md, ImageNet zero-shot)."""
     out = classifier_outputs(src, dataset)
     return TaskResult(zs.zeroshot_metrics(out.logits, out.labels), len(out.labels))
+
+
+def prediction_agreement(reference: EmbeddingSource, quantized: EmbeddingSource, dataset) -> TaskResult:
+    """Sample by sample, how far the quantized model's zero-shot outputs are from the fp32 model's
+    (:func:`qclip.metrics.agreement.agreement_metrics`): top-1 flip rate and its right→wrong / wrong→right
+    parts, mean KL divergence of the predictive distributions (softmax of ``logit_scale · cosine``, each
+    model's own scale), mean cosine of the image embeddings. ``extra["reference"]``: the same metrics of the
+    fp32 model against itself (0 flips, 0 KL, cosine 1 up to rounding), the reference each cell records."""
+    ref = classifier_outputs(reference, dataset)
+    q = classifier_outputs(quantized, dataset)
+    metrics = agreement_metrics(ref.logits, q.logits, ref.labels, ref.image_emb, q.image_emb)
+    itself = agreement_metrics(ref.logits, ref.logits, ref.labels, ref.image_emb, ref.image_emb)
+    return TaskResult(metrics, len(ref.labels), extra={"reference": itself})
 
 
 def retrieval(src: EmbeddingSource, dataset, ks=(1, 5, 10)) -> TaskResult:
