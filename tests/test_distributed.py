@@ -49,7 +49,7 @@ def test_rows_from_two_popen_workers_are_stored_exactly_once(tmp_path):
     dupes = _q(cache, "SELECT cell_id, metric, subgroup, count(*) c FROM rows GROUP BY 1, 2, 3 HAVING c > 1")
     assert dupes == []
     (n_rows,) = _q(cache, "SELECT count(*) FROM rows")[0]
-    assert n_rows == 3 * 2 * (3 + 6)  # zeroshot: 3 metrics; retrieval: 6 recalls
+    assert n_rows == 3 * 2 * (3 + 5 + 6)  # zeroshot: 3 accuracies + 5 agreement metrics; retrieval: 6 recalls
 
 
 def test_a_killed_run_resumes_without_recomputing_finished_cells(tmp_path):
