@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from qclip.tasks import facet_disparities
+from qclip.tasks import facet_delta_ci, facet_disparities
 
 pytestmark = pytest.mark.qclip(benchmark="facet")
 
@@ -15,13 +15,17 @@ def test_facet(qclip):
     ds = qclip.dataset
     ref = facet_disparities(qclip.reference, ds, min_samples=qclip.min_samples).groups
     got = facet_disparities(qclip.quantized, ds, min_samples=qclip.min_samples)
+    # each model's own uncertainty: a paired bootstrap over the persons (seeded), drawn in the forest plot
+    ci = facet_delta_ci(qclip.reference, qclip.quantized, ds, min_samples=qclip.min_samples)
     n = got.n
     qualifying = 0
     for (group, k), res in got.groups.items():
         r = ref[(group, k)]
         extra = {"n_classes": res["n_classes"]}
-        qclip.record(f"min_disparity@{k}", res["min"], r["min"], n, subgroup=group, extra=extra)
-        qclip.record(f"max_disparity@{k}", res["max"], r["max"], n, subgroup=group, extra=extra)
+        qclip.record(f"min_disparity@{k}", res["min"], r["min"], n, subgroup=group,
+                     extra={**extra, "delta_ci": list(ci[(group, k)]["min"])})
+        qclip.record(f"max_disparity@{k}", res["max"], r["max"], n, subgroup=group,
+                     extra={**extra, "delta_ci": list(ci[(group, k)]["max"])})
         for cls, value in res["per_class"].items():
             qclip.record(f"disparity@{k}", value, r["per_class"].get(cls, math.nan), n,
                          subgroup=f"{group}/{ds.classnames[int(cls)]}")

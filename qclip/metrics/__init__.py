@@ -35,7 +35,7 @@ from .calibration import (
     rms_ce,
     top_label,
 )
-from .fairness import disparity, recall_at_k_by_group, skin_group, skin_tone_from_votes
+from .fairness import disparity, disparity_range, recall_at_k_by_group, skin_group, skin_tone_from_votes
 from .ood import (
     aupr_in,
     aupr_out,
@@ -87,6 +87,7 @@ __all__ = [
     # fairness
     "recall_at_k_by_group",
     "disparity",
+    "disparity_range",
     "skin_tone_from_votes",
     "skin_group",
     # skew

@@ -33,6 +33,7 @@ from .zeroshot import _check_logits_labels, topk_hits
 __all__ = [
     "recall_at_k_by_group",
     "disparity",
+    "disparity_range",
     "skin_tone_from_votes",
     "skin_group",
     "skew_at_k",
@@ -144,6 +145,44 @@ def disparity(
         "n_classes": int(per_class.size),
         "per_class": per_class,
     }
+
+
+def disparity_range(hits: Any, labels: Any, in_a: Any, in_b: Any, n_classes: int, min_samples: int = 25,
+                    validate_args: bool = True) -> tuple[float, float]:
+    r"""``(min, max)`` of :func:`disparity` from per-sample top-k hits, without the per-class Series.
+
+    .. math:: \mathrm{disparity}(c) = \frac{\sum_{i \in a, y_i = c} h_i}{\#\{i \in a : y_i = c\}}
+              - \frac{\sum_{i \in b, y_i = c} h_i}{\#\{i \in b : y_i = c\}}
+
+    over the classes with at least ``min_samples`` samples in both groups (NaN, NaN when none). ``hits``:
+    ``[N]`` 0/1, whether sample i's label is in its top k (:func:`qclip.metrics.zeroshot.topk_hits`);
+    ``in_a``, ``in_b``: ``[N]`` group membership. The same numbers as :func:`disparity`'s ``min`` and ``max``
+    (tested), at the cost of four ``bincount`` calls: what a bootstrap over the samples calls per resample.
+
+    Example:
+        >>> h = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+        >>> g = np.array(["m", "m", "m", "f", "f", "m", "f", "f"])
+        >>> disparity_range(h, np.zeros(8, dtype=int), g == "m", g == "f", 2, min_samples=2)
+        (0.5, 0.5)
+    """
+    h = np.asarray(hits, dtype=np.float64)
+    lb = np.asarray(labels, dtype=np.int64)
+    a, b = np.asarray(in_a, dtype=bool), np.asarray(in_b, dtype=bool)
+    if validate_args:
+        n_classes = check_int(n_classes, "n_classes", lo=1)
+        min_samples = check_int(min_samples, "min_samples", lo=1)
+        if not (h.shape == lb.shape == a.shape == b.shape) or h.ndim != 1:
+            raise ValueError(f"Expected `hits`, `labels`, `in_a` and `in_b` of one length, but got shapes "
+                             f"{h.shape}, {lb.shape}, {a.shape}, {b.shape}.")
+    n_a = np.bincount(lb[a], minlength=n_classes)
+    n_b = np.bincount(lb[b], minlength=n_classes)
+    ok = (n_a >= min_samples) & (n_b >= min_samples)
+    if not ok.any():
+        return float("nan"), float("nan")
+    h_a = np.bincount(lb[a], weights=h[a], minlength=n_classes)
+    h_b = np.bincount(lb[b], weights=h[b], minlength=n_classes)
+    d = h_a[ok] / n_a[ok] - h_b[ok] / n_b[ok]
+    return float(d.min()), float(d.max())
 
 
 def skin_tone_from_votes(

@@ -66,6 +66,10 @@ STATISTICS = [
     "MDE (minimum detectable effect): the smallest true mean Δ the paired t-test would find with 80% power at "
     "this n and this spread of Δ (statsmodels TTestPower). When it exceeds the margin the verdict says "
     "\"too few models\": the population cannot see an effect of the margin's size.",
+    "Per-model CI: each FACET cell resamples its persons with replacement (the same ones for the fp32 and the "
+    "quantized model, 200 seeded resamples) and recomputes both models' disparities, so each model's Δ gets a "
+    "95% percentile interval, drawn as a thin bar through its dot in the forest plot. It is the evaluation set's "
+    "sampling noise for that one model, which the population test's CI, across models, does not show.",
     "Top-1 flips: the share of images whose zero-shot top-1 prediction differs between the fp32 and the "
     "quantized model, split into right→wrong and wrong→right (their difference is the top-1 Δ). A top-1 Δ near "
     "0 with many flips means the quantizer changed many answers whose changes cancel.",

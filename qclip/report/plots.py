@@ -189,6 +189,17 @@ def _balance(heights: list[float], n: int) -> list[list[int]]:
     return [list(range(cut)), list(range(cut, len(heights)))]
 
 
+def _delta_cis(g: pd.DataFrame) -> list[tuple[float, float]] | None:
+    """Each row's ``extra["delta_ci"]`` (its model's bootstrap CI of Δ), NaN where absent; None when no row has one."""
+    if "extra" not in g:
+        return None
+    cis = []
+    for e in g["extra"]:
+        ci = e.get("delta_ci") if isinstance(e, dict) else None
+        cis.append((float(ci[0]), float(ci[1])) if ci is not None and len(ci) == 2 else (np.nan, np.nan))
+    return cis if any(np.isfinite(lo) for lo, _ in cis) else None
+
+
 def forest_figure(
     df: pd.DataFrame,
     panels: list[str],
@@ -202,7 +213,9 @@ def forest_figure(
 ) -> Figure | None:
     """Δ per model (small dots) and the mean with its 95% CI (bar, t-based, n ≥ 3) for each
     quantizer, per item (rows) and panel (one axis each). ``df`` has columns ``panel``,
-    ``item``, ``quantizer``, ``model``, ``delta``. Means marked ``*``/``**`` as in the tables."""
+    ``item``, ``quantizer``, ``model``, ``delta`` (and optionally ``extra``: a row whose
+    ``extra["delta_ci"]`` holds its model's own 95% CI gets a thin bar through its dot).
+    Means marked ``*``/``**`` as in the tables."""
     df = df[np.isfinite(df["delta"].to_numpy(dtype=float))]
     panels = [p for p in panels if p in set(df["panel"])]
     items = [i for i in items if i in set(df["item"])]
@@ -217,13 +230,14 @@ def forest_figure(
     rng = np.random.default_rng(0)
     step = 0.8 / max(1, len(quantizers))
     groups = {k: g["delta"].to_numpy(dtype=float) for k, g in df.groupby(["panel", "item", "quantizer"])}
+    model_cis = {k: _delta_cis(g) for k, g in df.groupby(["panel", "item", "quantizer"])}
     for idx, ax in enumerate(axes.flat):
         if idx >= len(panels):
             ax.set_visible(False)
             continue
         panel = panels[idx]
         for j, q in enumerate(quantizers):
-            dots_x, dots_y, means, ys, bars = [], [], [], [], []
+            dots_x, dots_y, means, ys, bars, model_bars = [], [], [], [], [], []
             for i, item in enumerate(items):
                 d = groups.get((panel, item, q))
                 if d is None or not d.size:
@@ -231,6 +245,10 @@ def forest_figure(
                 y = i + (j - (len(quantizers) - 1) / 2) * step
                 dots_x.append(d)
                 dots_y.append(y + rng.uniform(-step / 5, step / 5, d.size))
+                ci = model_cis.get((panel, item, q))
+                if ci is not None:
+                    model_bars.extend([(lo_, yy), (hi_, yy)] for (lo_, hi_), yy in zip(ci, dots_y[-1], strict=True)
+                                      if np.isfinite(lo_) and np.isfinite(hi_))
                 mean, lo, hi, p = mean_ci(d)
                 means.append(mean)
                 ys.append(y)
@@ -244,6 +262,9 @@ def forest_figure(
                 continue
             ax.scatter(np.concatenate(dots_x), np.concatenate(dots_y), s=9, color=colors[q], alpha=0.45, lw=0,
                        zorder=2)
+            if model_bars:  # each model's own 95% CI (paired bootstrap over its samples), thin and faint
+                ax.add_collection(LineCollection(model_bars, colors=colors[q], linewidths=0.7, alpha=0.35, zorder=2,
+                                                 label="_model_ci"))
             if bars:
                 ax.add_collection(LineCollection(bars, colors=colors[q], linewidths=1.6, zorder=3))
             ax.scatter(means, ys, marker="D", s=26, color=colors[q], edgecolor="white", lw=0.6, zorder=4)

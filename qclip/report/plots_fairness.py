@@ -37,7 +37,7 @@ def facet_figure(rows: pd.DataFrame, colors: dict | None = None) -> Figure | Non
     panels = sorted(data["metric"].unique(), key=metric_sort_key)
     return forest_figure(
         data.assign(panel=data["metric"]), panels, items, colors,
-        title="FACET disparity: Δ per model (dots), mean ± 95% CI (diamond, bar)",
+        title="FACET disparity: Δ per model (dots, thin bar: its bootstrap 95% CI), mean ± 95% CI (diamond, bar)",
         panel_titles={m: metric_label(m) for m in panels}, item_labels=labels, ncols=4,
     )
 

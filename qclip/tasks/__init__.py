@@ -14,11 +14,11 @@ from .accuracy import (
     zeroshot,
 )
 from .base import EmbeddingSource, TaskResult
-from .fairness import facet_disparities, fairface_skews
+from .fairness import facet_delta_ci, facet_disparities, fairface_skews
 from .reliability import calibration, ood_detection
 from .robustness import corrupted_top1, spectral, worst_group
 
 __all__ = ["EmbeddingSource", "TaskResult", "ClassifierOutputs", "class_prompts", "classifier_outputs", "zeroshot",
            "prediction_agreement", "retrieval",
-           "facet_disparities", "fairface_skews", "calibration", "ood_detection", "corrupted_top1",
+           "facet_disparities", "facet_delta_ci", "fairface_skews", "calibration", "ood_detection", "corrupted_top1",
            "worst_group", "spectral"]

@@ -9,13 +9,18 @@ recall@K(l1, C) − recall@K(l2, C) for gender (masc − fem), skin tone (lighte
 
 from __future__ import annotations
 
-from ..metrics.fairness import disparity
+from ..metrics.fairness import disparity, disparity_range
 from ..metrics.skew import prompt_skews
-from ..metrics.zeroshot import cosine_similarity
+from ..metrics.zeroshot import cosine_similarity, topk_hits
+from ..stats import paired_bootstrap_ci
 from .accuracy import classifier_outputs
 from .base import EmbeddingSource, TaskResult
 
-__all__ = ["FACET_GROUPS", "FAIRFACE_ATTRIBUTES", "facet_disparities", "fairface_skews"]
+__all__ = ["FACET_GROUPS", "FAIRFACE_ATTRIBUTES", "facet_delta_ci", "facet_disparities", "fairface_skews"]
+
+#: resamples of the per-model bootstrap CIs of the FACET cells (each resample: one disparity per group and K
+#: for both models, about a millisecond)
+FACET_BOOTSTRAP = 200
 
 #: subgroup name -> (column, group a, group b); disparity = recall(a) - recall(b)
 FACET_GROUPS: dict[str, tuple[str, str, str]] = {
@@ -38,6 +43,35 @@ def facet_disparities(src: EmbeddingSource, dataset, ks=(1, 5), min_samples: int
         for k in ks:
             res[(name, k)] = disparity(out.logits, out.labels, groups, a, b, k=min(k, k_max), min_samples=min_samples)
     return TaskResult({}, len(out.labels), groups=res)
+
+
+def facet_delta_ci(reference: EmbeddingSource, quantized: EmbeddingSource, dataset, ks=(1, 5),
+                   min_samples: int = 25, n_boot: int = FACET_BOOTSTRAP, seed: int = 0) -> dict:
+    """Per-model 95% CIs of the FACET deltas by a paired bootstrap over the persons
+    (:func:`qclip.stats.paired_bootstrap_ci`): each resample draws persons with replacement, the same ones for
+    both models, and recomputes min and max disparity of both, so the CI of Δ = quantized − fp32 holds the
+    sampling noise of this one model's evaluation set. Seeded: the same CIs every run. Returns
+    ``{(group, K): {"min": (lo, hi), "max": (lo, hi)}}``."""
+    ref, q = classifier_outputs(reference, dataset), classifier_outputs(quantized, dataset)
+    k_max, labels = ref.logits.shape[1], ref.labels
+    out = {}
+    for name, (column, a, b) in FACET_GROUPS.items():
+        groups = dataset.table[column].astype(str).to_numpy()
+        in_a, in_b = groups == a, groups == b
+        for k in ks:
+            kk = min(k, k_max)
+            h_ref = topk_hits(ref.logits, labels, kk, validate_args=False)
+            h_q = topk_hits(q.logits, labels, kk, validate_args=False)
+
+            def delta(idx, h_ref=h_ref, h_q=h_q, in_a=in_a, in_b=in_b):
+                lab, ia, ib = labels[idx], in_a[idx], in_b[idx]
+                r = disparity_range(h_ref[idx], lab, ia, ib, k_max, min_samples, validate_args=False)
+                s = disparity_range(h_q[idx], lab, ia, ib, k_max, min_samples, validate_args=False)
+                return [s[0] - r[0], s[1] - r[1]]
+
+            lo, hi = paired_bootstrap_ci(delta, len(labels), n_boot=n_boot, seed=seed)
+            out[(name, k)] = {"min": (float(lo[0]), float(hi[0])), "max": (float(lo[1]), float(hi[1]))}
+    return out
 
 
 def fairface_skews(src: EmbeddingSource, dataset, k: int = 1000) -> TaskResult:
