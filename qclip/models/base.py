@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ClipModel", "ModelInfo"]
+__all__ = ["ClipModel", "ModelInfo", "contrastive_loss", "feature_distillation_loss"]
 
 
 @dataclass
@@ -190,3 +191,17 @@ def _is_linear_like(m: nn.Module) -> bool:
     if not (isinstance(getattr(m, "in_features", None), int) and isinstance(getattr(m, "out_features", None), int)):
         return False
     return not any(isinstance(c, nn.Linear) for c in m.modules() if c is not m)
+
+
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: float) -> torch.Tensor:
+    """CLIP's training objective on a batch of matched pairs (row ``i`` of each is pair ``i``): the
+    symmetric cross-entropy of the scaled cosine similarities (what quantization-aware training uses)."""
+    logits = logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
+    labels = torch.arange(len(logits), device=logits.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def feature_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the unit-normalised features of a student and its teacher (the
+    direction is what CLIP's cosine similarities read)."""
+    return F.mse_loss(F.normalize(student, dim=-1), F.normalize(teacher, dim=-1).detach(), reduction="sum") / len(student)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 
-from . import bnb, precision, simulated, torch_dynamic, torchao  # noqa: F401  (register the built-ins)
+from . import bnb, precision, qat, simulated, torch_dynamic, torchao  # noqa: F401  (register the built-ins)
 from .base import (
     ENTRY_POINT_GROUP,
     BaseQuantizer,

@@ -57,7 +57,7 @@ def layer_storage(layer: nn.Module) -> str:
     """How the layer's weight is stored: ``float32``, ``float16``, ``bfloat16``, ``int8`` (bitsandbytes
     LLM.int8), ``nf4``/``fp4`` (bitsandbytes 4-bit), ``qint8`` (torch.ao), a torchao subclass name, or
     ``fake-int<bits>`` (brevitas fake quantization: float32 weights rounded to the grid on every call)."""
-    storage = getattr(type(layer), "qclip_storage", None)  # a layer that names its storage (qclip's own)
+    storage = getattr(layer, "qclip_storage", None)  # a layer that names its storage (qclip's own: LSQ's fake-int<bits>)
     if isinstance(storage, str):
         return storage
     dyn = _dyn_weight(layer)

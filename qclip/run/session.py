@@ -91,6 +91,8 @@ class ModelPool:
             model = copy.deepcopy(base)
             model.to(self.device)
             q = create_quantizer(quantizer)
+            if hasattr(q, "cache_root"):  # quantizers that cache what they compute (QAT) use the session's cache
+                q.cache_root, q.progress = self.cache.root, self.progress
             self.quantize_calls += 1
             data = self.calibration() if getattr(q, "needs_calibration", False) and self.calibration else None
             model = call_quantize(q, model, data)
