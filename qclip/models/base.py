@@ -70,6 +70,12 @@ class ClipModel(abc.ABC):
     def logit_scale(self) -> float:
         """exp of the learned temperature (100 for the OpenAI models)."""
 
+    @property
+    def logit_bias(self) -> float:
+        """The bias of a sigmoid-loss model's pair logits (SigLIP: ``scale · cos + bias``); 0 for CLIP's
+        softmax. A constant over classes, so softmax-based metrics do not depend on it."""
+        return 0.0
+
     # ----- structure ---------------------------------------------------------------------------
     @abc.abstractmethod
     def towers(self) -> dict[str, list[nn.Module]]:

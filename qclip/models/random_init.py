@@ -23,7 +23,7 @@ from .base import ModelInfo
 from .hf_backend import HFClipModel
 from .open_clip_backend import OpenClipModel
 
-__all__ = ["random_open_clip", "random_hf", "state_dict_digest", "HF_ARCHS", "TINY"]
+__all__ = ["random_open_clip", "random_hf", "state_dict_digest", "HF_ARCHS", "HF_FAMILY_ARCHS", "TINY", "TINY_TIMM"]
 
 #: sizes used when ``tiny=True`` (both backends)
 TINY = {
@@ -88,22 +88,49 @@ def _seeded(seed: int, build):
         return build()
 
 
+#: the timm tower of a tiny ConvNeXt: the family's smallest member (3.7M parameters at full width); its
+#: stem and three downsamplings need 32x32 inputs at least
+TINY_TIMM = {"convnext": "convnext_atto"}
+
+
 def _tiny_open_clip_cfg(cfg: dict) -> dict:
     t = TINY
     vision, text = dict(cfg["vision_cfg"]), dict(cfg["text_cfg"])
-    if "timm_model_name" in vision:
-        raise ValueError(f"Expected an open_clip ViT or ResNet vision tower for tiny=True, but got "
-                         f"vision_cfg={cfg['vision_cfg']}")
     if "hf_model_name" in text:
         raise ValueError(f"Expected open_clip's own text tower for tiny=True, but got text_cfg={cfg['text_cfg']}")
-    if isinstance(vision.get("layers"), list | tuple):  # ModifiedResNet: 32x downsampling, attention pool
+    if "timm_model_name" in vision:  # ConvNeXt and other timm towers: the family's smallest model
+        family = str(vision["timm_model_name"]).split("_")[0]
+        if family not in TINY_TIMM:
+            raise ValueError(f"Expected a timm tower of the families {sorted(TINY_TIMM)} for tiny=True, but got "
+                             f"vision_cfg={cfg['vision_cfg']}")
+        vision.update(timm_model_name=TINY_TIMM[family], image_size=t["image_size"], timm_drop_path=0.0)
+    elif isinstance(vision.get("layers"), list | tuple):  # ModifiedResNet: 32x downsampling, attention pool
         vision.update(layers=[1, 1, 1, 1], width=8, image_size=64, head_width=64)
     else:
         vision.update(width=t["vision_width"], layers=t["vision_layers"], image_size=t["image_size"],
                       patch_size=t["patch_size"], head_width=t["vision_width"] // t["vision_heads"])
+        if vision.get("attentional_pool"):  # CoCa's attention pooler
+            vision.update(attn_pooler_heads=t["vision_heads"])
     text.update(width=t["text_width"], layers=t["text_layers"], heads=t["text_heads"],
                 context_length=t["context_length"])
-    return {"embed_dim": t["embed_dim"], "vision_cfg": vision, "text_cfg": text}
+    out = {"embed_dim": t["embed_dim"], "vision_cfg": vision, "text_cfg": text}
+    if "multimodal_cfg" in cfg:  # CoCa's caption decoder: as small as the text tower
+        mm = dict(cfg["multimodal_cfg"])
+        mm.update(width=t["text_width"], layers=t["text_layers"], heads=t["text_heads"],
+                  context_length=t["context_length"], attn_pooler_heads=t["text_heads"])
+        out["multimodal_cfg"] = mm
+    return out
+
+
+def _init_uninitialised(module: nn.Module, seed: int) -> None:
+    """Draw the parameters open_clip leaves as ``torch.empty`` (memory garbage, so no two builds agree):
+    CoCa's caption decoder's ``text_projection``, which its ``init_parameters`` never touches."""
+    decoder = getattr(module, "text_decoder", None)
+    proj = getattr(decoder, "text_projection", None)
+    if isinstance(proj, nn.Parameter):
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            proj.copy_(torch.randn(proj.shape, generator=g) * proj.shape[0] ** -0.5)
 
 
 def random_open_clip(arch: str = "ViT-B-32", tiny: bool = True, seed: int = 0) -> OpenClipModel:
@@ -129,6 +156,7 @@ def random_open_clip(arch: str = "ViT-B-32", tiny: bool = True, seed: int = 0) -
                                                               device="cpu", **overrides))
     finally:
         logging.getLogger().removeFilter(quiet)
+    _init_uninitialised(module, seed)
     context = int(module.context_length)
     size = module.visual.image_size
     image_size = int(size[0] if isinstance(size, tuple | list) else size)
@@ -145,8 +173,9 @@ def _hf_config(arch: str, tiny: bool):
     from transformers import CLIPConfig
 
     if arch not in HF_ARCHS:
-        raise UnknownModelError(f"hf:{arch}", f"Unknown Hugging Face CLIP architecture {arch!r} for random "
-                                              f"init.{suggest(arch, HF_ARCHS)}")
+        known = [*HF_ARCHS, *HF_FAMILY_ARCHS]
+        raise UnknownModelError(f"hf:{arch}", f"Unknown Hugging Face architecture {arch!r} for random "
+                                              f"init.{suggest(arch, known)}")
     sizes = copy.deepcopy(HF_ARCHS[arch])
     if tiny:
         t = TINY
@@ -162,15 +191,73 @@ def _hf_config(arch: str, tiny: bool):
                       projection_dim=sizes["projection_dim"])
 
 
+#: the other Hugging Face families, keyed by their reference checkpoint's id: transformers' default config of
+#: each family is that checkpoint's (``tiny=False``); ``tiny=True`` shrinks it like the CLIPs
+HF_FAMILY_ARCHS = {"google/siglip-base-patch16-224": "siglip", "kakaobrain/align-base": "align"}
+
+
+def _hf_family_config(arch: str, tiny: bool):
+    from transformers import AlignConfig, SiglipConfig
+
+    t = TINY
+    vocab = 49408  # open_clip's SimpleTokenizer writes the ids of the random models
+    if HF_FAMILY_ARCHS[arch] == "siglip":
+        if not tiny:
+            return SiglipConfig(text_config={"vocab_size": vocab})
+        layers = {"intermediate_size": 4 * t["vision_width"], "num_hidden_layers": t["vision_layers"],
+                  "num_attention_heads": t["vision_heads"]}
+        return SiglipConfig(
+            text_config={"hidden_size": t["text_width"], "max_position_embeddings": t["context_length"],
+                         "vocab_size": vocab, "projection_size": t["vision_width"], **layers},  # = the image width
+            vision_config={"hidden_size": t["vision_width"], "image_size": t["image_size"],
+                           "patch_size": t["patch_size"], **layers})
+    if not tiny:
+        return AlignConfig(text_config={"vocab_size": vocab})
+    # EfficientNet scaled down: 10% width (the stem keeps 8 channels), one block per stage
+    return AlignConfig(
+        text_config={"hidden_size": t["text_width"], "intermediate_size": 4 * t["text_width"],
+                     "num_hidden_layers": t["text_layers"], "num_attention_heads": t["text_heads"],
+                     "max_position_embeddings": 2 * t["context_length"], "vocab_size": vocab},
+        vision_config={"image_size": t["image_size"], "width_coefficient": 0.1, "depth_coefficient": 0.1,
+                       "hidden_dim": t["vision_width"]},
+        projection_dim=t["embed_dim"])
+
+
+def _redraw_convs(tower: nn.Module, seed: int) -> None:
+    """He-initialise (fan-in) every convolution of an EfficientNet tower in place.
+
+    transformers draws ALIGN's convolutions with ``initializer_range`` 0.02, a trained checkpoint's
+    scale, not a random one's: through a random EfficientNet the activations then shrink ~30x per block
+    and a tiny model's image features come out ~1e-30, identical in direction for every image. He
+    initialisation keeps them apart (cosines between images 0.1-0.6), so quantization has something to
+    change.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in tower.modules():
+            if isinstance(mod, nn.Conv2d):
+                fan_in = mod.weight[0].numel()
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+
+
 def random_hf(arch: str = "openai/clip-vit-base-patch32", tiny: bool = True, seed: int = 0) -> HFClipModel:
-    """A randomly initialised ``transformers.CLIPModel`` with the config of ``arch`` (see :data:`HF_ARCHS`)."""
+    """A randomly initialised transformers model with the config of ``arch``: a ``CLIPModel``
+    (:data:`HF_ARCHS`), a ``SiglipModel`` or an ``AlignModel`` (:data:`HF_FAMILY_ARCHS`)."""
     from open_clip.tokenizer import SimpleTokenizer
     from open_clip.transform import image_transform
-    from transformers import CLIPModel
 
-    config = _hf_config(arch, tiny)
-    module = _seeded(seed, lambda: CLIPModel(config))
+    from .hf_backend import model_class
+
+    if arch in HF_FAMILY_ARCHS:
+        config = _hf_family_config(arch, tiny)
+    else:
+        config = _hf_config(arch, tiny)
+    module = _seeded(seed, lambda: model_class(config.model_type)(config))
+    if config.model_type == "align":
+        _redraw_convs(module.vision_model, seed)
     context = int(config.text_config.max_position_embeddings)
+    if config.model_type == "align":
+        context = min(context, 2 * TINY["context_length"] if tiny else 64)
     image_size = int(config.vision_config.image_size)
     tokenizer = SimpleTokenizer(context_length=context)
     preprocess = image_transform(image_size, is_train=False)
