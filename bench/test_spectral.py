@@ -1,5 +1,6 @@
 """Spectral cells: SVD of the centred fp32 image features and the quantization noise on the same
-images: energy per rank, noise-to-signal ratio per rank band, effective rank before and after."""
+images: energy per rank, noise-to-signal ratio and mean SQNR (dB) per rank band, effective rank before
+and after, and zero-shot top-1 within each band of the fp32 basis (where a model's class information lives)."""
 
 import math
 
@@ -21,4 +22,8 @@ def test_spectral(qclip):
                         "bands": [list(map(float, b)) for b in arrays["bands"]]})
     for i, value in enumerate(arrays["band_nsr"]):
         qclip.record("band_nsr", float(value), 0.0, n, subgroup=f"band{i}")
+    for i, value in enumerate(arrays["band_sqnr_db"]):
+        qclip.record("band_sqnr_db", float(value), None, n, subgroup=f"band{i}")  # no fp32 value: descriptive
+    for i, (q, ref) in enumerate(zip(arrays["band_top1_q"], arrays["band_top1_ref"], strict=True)):
+        qclip.record("band_top1", float(q), float(ref), n, subgroup=f"band{i}")
     assert math.isfinite(m["nsr_total"]) and m["nsr_total"] >= 0

@@ -169,6 +169,8 @@ _FAMILY_LIST = (
         _m("effective_rank", "none", "rank", "effective rank of the centred image features"),
         _m("nsr_total", "lower", "ratio", "quantization noise energy / fp32 signal energy"),
         _m("band_nsr", "lower", "ratio", "noise-to-signal ratio in a band of principal ranks"),
+        _m("band_sqnr_db", "higher", "dB", "mean per-rank SQNR of the quantized features in a band of fp32 ranks"),
+        _m("band_top1", "higher", _FRACTION, "zero-shot top-1 with the features projected on a band of fp32 ranks"),
     ), "robustness", "Spectral analysis"),
     Family("robustness", ("imagefolder", "spurious"), (
         _m("top1", "higher", _FRACTION, "zero-shot top-1 under a corruption"),

@@ -22,7 +22,9 @@ _SPECTRAL_ABOUT = (
     "SVD of the centred fp32 image features; the quantization noise (quantized − fp32 features) is projected "
     "on each fp32 principal direction. NSR per rank = noise energy / signal energy along that direction; band "
     "NSR sums over the top 10%, 10–50% and 50–100% of ranks. Effective rank (Roy & Vetterli) of the features, "
-    "fp32 → quantized. Bouguerra et al. read noise concentrated in the low-energy ranks as quantization "
+    "fp32 → quantized. SQNR per band = mean over its ranks of 10·log10(signal / noise), in dB. Band top-1 = "
+    "zero-shot top-1 with the features projected on that band of the fp32 basis, fp32 → quantized: where the "
+    "class information lives. Bouguerra et al. read noise concentrated in the low-energy ranks as quantization "
     "filtering fine-grained features, leaving the dominant ones intact."
 )
 _ROBUSTNESS_ABOUT = (
@@ -58,6 +60,15 @@ def _spectral_table(data: pd.DataFrame) -> pd.DataFrame:
         bands = part[part["metric"] == "band_nsr"]
         for band in sorted(bands["subgroup"].unique()):
             row[f"NSR {BAND_LABELS.get(band, band)}"] = _sci(finite_mean(bands.loc[bands["subgroup"] == band, "value"]))
+        sqnr = part[part["metric"] == "band_sqnr_db"]
+        for band in sorted(sqnr["subgroup"].unique()):
+            v = finite_mean(sqnr.loc[sqnr["subgroup"] == band, "value"])
+            row[f"SQNR {BAND_LABELS.get(band, band)}"] = "—" if v is None or not math.isfinite(v) else f"{v:.1f} dB"
+        top1 = part[part["metric"] == "band_top1"]
+        for band in sorted(top1["subgroup"].unique()):
+            b = top1[top1["subgroup"] == band]
+            row[f"top-1 {BAND_LABELS.get(band, band)}"] = change_cell(finite_mean(b["reference"]),
+                                                                      finite_mean(b["value"]), digits=3)
         out.append(row)
     return pd.DataFrame(out)
 
@@ -74,8 +85,9 @@ def spectral_section(rows: pd.DataFrame, stats: pd.DataFrame, images: dict, cell
         table = _spectral_table(data[data["dataset"] == dataset])
         if not table.empty:
             sec.blocks.append(Table(table, f"`spectral` on `{dataset}`, per model.", group_col="Model"))
-        pop = stats_table(st, "spectral", ["effective_rank", "nsr_total", "band_nsr"], dataset, subgroup=None,
-                          labels={"effective_rank": "Effective rank", "nsr_total": "NSR total", "band_nsr": "Band NSR"})
+        pop = stats_table(st, "spectral", ["effective_rank", "nsr_total", "band_nsr", "band_top1"], dataset,
+                          subgroup=None, labels={"effective_rank": "Effective rank", "nsr_total": "NSR total",
+                                                 "band_nsr": "Band NSR", "band_top1": "Band top-1"})
         if not pop.empty:
             sec.blocks.append(Details(f"Population statistics, `{dataset}`",
                                       [Table(pop, "NSR rows test against 0 (the fp32 model has no noise). "

@@ -8,8 +8,8 @@ import numpy as np
 
 from ..metrics import zeroshot as zs
 from ..metrics.robustness import group_accuracy, worst_group_accuracy
-from ..metrics.spectral import spectral_analysis
-from .accuracy import classifier_outputs
+from ..metrics.spectral import DEFAULT_BANDS, per_rank_sqnr, rank_band_accuracy, spectral_analysis
+from .accuracy import class_prompts, classifier_outputs
 from .base import EmbeddingSource, TaskResult
 from .corruptions import make_corruption
 
@@ -39,9 +39,31 @@ def worst_group(src: EmbeddingSource, dataset) -> TaskResult:
 def spectral(ref_src: EmbeddingSource, q_src: EmbeddingSource, dataset) -> TaskResult:
     """Spectral analysis of the quantization noise on the image features of ``dataset``: the scalar results
     of :func:`qclip.metrics.spectral.spectral_analysis` in ``metrics``, its per-rank arrays and bands in
-    ``extra``."""
-    ref = ref_src.image_embeddings(dataset).numpy().astype(np.float64)
-    got = q_src.image_embeddings(dataset).numpy().astype(np.float64)
+    ``extra``, with ``extra["band_sqnr_db"]`` (the mean per-rank SQNR of each band's finite ranks,
+    :func:`~qclip.metrics.spectral.per_rank_sqnr`) and, on a labelled set, ``extra["band_top1_ref"]`` and
+    ``extra["band_top1_q"]`` (zero-shot top-1 in each band of the fp32 basis,
+    :func:`~qclip.metrics.spectral.rank_band_accuracy`)."""
+    ref_out = classifier_outputs(ref_src, dataset)
+    q_out = classifier_outputs(q_src, dataset)
+    ref = ref_out.image_emb.astype(np.float64)
+    got = q_out.image_emb.astype(np.float64)
     res = spectral_analysis(ref, got)
     scalars = {k: float(v) for k, v in res.items() if isinstance(v, float)}
-    return TaskResult(scalars, len(ref), extra={k: v for k, v in res.items() if k not in scalars})
+    extra = {k: v for k, v in res.items() if k not in scalars}
+    sqnr = per_rank_sqnr(ref, got)
+    band_sqnr = []
+    for lo, hi in DEFAULT_BANDS:
+        part = sqnr[int(np.ceil(lo * len(sqnr))):int(np.ceil(hi * len(sqnr)))]
+        part = part[np.isfinite(part)]
+        band_sqnr.append(float(part.mean()) if len(part) else float("nan"))
+    extra["sqnr_per_rank_db"] = sqnr
+    extra["band_sqnr_db"] = np.asarray(band_sqnr)
+    w_ref = zs.build_classifier(ref_src.text_embeddings(_prompts(dataset)).numpy(), len(dataset.classnames))
+    w_q = zs.build_classifier(q_src.text_embeddings(_prompts(dataset)).numpy(), len(dataset.classnames))
+    extra["band_top1_ref"] = rank_band_accuracy(ref, ref, w_ref, ref_out.labels, DEFAULT_BANDS)
+    extra["band_top1_q"] = rank_band_accuracy(ref, got, w_q, q_out.labels, DEFAULT_BANDS)
+    return TaskResult(scalars, len(ref), extra=extra)
+
+
+def _prompts(dataset) -> list[str]:
+    return class_prompts(list(dataset.classnames), list(dataset.templates))
