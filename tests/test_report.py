@@ -182,6 +182,11 @@ def _spectral(run, mi):
     for b, scale in enumerate((1e-4, 1e-3, 1e-2)):
         run.add(mi, "spectral", "synthimagenet", "band_nsr", f"band{b}", 0.0,
                 {q: abs(run.rng.normal(scale, scale / 3)) * (10 if q == "bnb-nf4" else 1) for q in QUANTIZERS})
+        run.add(mi, "spectral", "synthimagenet", "band_top1", f"band{b}", 0.7 / (b + 1), run.noise(0.01))
+        for q in QUANTIZERS:  # SQNR has no fp32 value: the cells record it with a NaN reference
+            run.rows.append({**run.rows[-1], "cell_id": f"test_spectral[{MODELS[mi]}-{q}-synthimagenet]",
+                             "quantizer": q, "metric": "band_sqnr_db", "subgroup": f"band{b}",
+                             "value": 40.0 - 10 * b, "reference": float("nan"), "delta": float("nan")})
 
 
 def _robustness(run, mi, clean):
@@ -429,6 +434,8 @@ def test_reliability_sections(built):
     assert "| OOD set · score | Quantizer | n | AUROC fp32 | AUROC quantized | ΔAUROC |" in ood
     spec = _section(md, "Spectral")
     assert "(spectral.png)" in spec and "| Model | Quantizer | Effective rank fp32 → quantized |" in spec
+    assert "| SQNR top 10% of ranks | SQNR 10–50% | SQNR 50–100% |" in spec and "| 40.0 dB | 30.0 dB |" in spec
+    assert "| top-1 top 10% of ranks | top-1 10–50% | top-1 50–100% |" in spec
     rob = _section(md, "Robustness")
     assert "(robustness.png)" in rob and "| Corruption | Severity | fp32 top-1 |" in rob
     assert "Worst-group accuracy" in rob

@@ -46,6 +46,8 @@ def _sci(x: float) -> str:
 
 def _spectral_table(data: pd.DataFrame) -> pd.DataFrame:
     q = paired(data)
+    # SQNR has no fp32 value (the reference is NaN), so paired() drops it: read it from the quantized rows
+    sq = data[data["metric"] == "band_sqnr_db"]
     out = []
     order = {k: i for i, k in enumerate(quantizer_order(q["quantizer"]))}
     for (model, quantizer), part in sorted(q.groupby(["model", "quantizer"]), key=lambda x: (x[0][0], order[x[0][1]])):
@@ -60,7 +62,7 @@ def _spectral_table(data: pd.DataFrame) -> pd.DataFrame:
         bands = part[part["metric"] == "band_nsr"]
         for band in sorted(bands["subgroup"].unique()):
             row[f"NSR {BAND_LABELS.get(band, band)}"] = _sci(finite_mean(bands.loc[bands["subgroup"] == band, "value"]))
-        sqnr = part[part["metric"] == "band_sqnr_db"]
+        sqnr = sq[(sq["model"] == model) & (sq["quantizer"] == quantizer)]
         for band in sorted(sqnr["subgroup"].unique()):
             v = finite_mean(sqnr.loc[sqnr["subgroup"] == band, "value"])
             row[f"SQNR {BAND_LABELS.get(band, band)}"] = "—" if v is None or not math.isfinite(v) else f"{v:.1f} dB"
