@@ -603,3 +603,10 @@ def test_a_memo_that_cannot_be_read_costs_the_copy_not_the_figure(tmp_path, monk
     again, errors = figures.write_figures(rows, tmp_path / "b", memo=memo)
     assert again == first and not errors
     assert all((tmp_path / "b" / name).read_bytes().startswith(b"\x89PNG") for name in again.values())
+
+
+def test_the_default_runs_quantizers_get_distinct_colours():
+    names = ["fp32", "fp16", "bf16", "bnb-int8", "bnb-nf4", "bnb-fp4", "torch-dyn-int8", "ao-int8wo", "ao-int8dyn",
+             "ao-int4wo", "w8a8", "w6a8", "w4a8", "w4a8-gptq", "w4a8-lsq", "w4a8-smooth"]
+    colors = quantizer_colors(names)
+    assert len(set(colors.values())) == len(names)

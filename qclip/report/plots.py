@@ -47,7 +47,9 @@ DETAIL_METRICS = r"disparity@\d+|skew@\d+|group_accuracy|temperature"
 """Metrics left out of the Δ overview: per-class / per-value details and unit-less scales."""
 _FP32_COLOR = "#222222"
 _PALETTE = ("#1f77b4", "#d95f02", "#2ca02c", "#9467bd", "#e7298a", "#8c564b", "#17becf", "#bcbd22",
-            "#7f7f7f", "#e6ab02")
+            "#7f7f7f", "#e6ab02", "#e41a1c", "#1b9e77", "#000080", "#a6761d", "#66a61e", "#fb9a99")
+"""16 distinct colours: the default run has 11 quantizers, and a repeated colour made two of them one
+series in the legend (ao-int8dyn and w8a8 were both blue)."""
 
 
 def new_figure(width: float, height: float) -> Figure:
