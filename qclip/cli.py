@@ -195,9 +195,18 @@ def _cmd_prepare(args) -> int:
     print(f"world: {root} ({t_world:.0f} s), content digest {read_manifest(root)['content_digest']}")
     print(f"tiny models ({args.mode} mode; this machine's torch CPU capability {machine_info()['cpu_capability']}), "
           f"weights sha256:")
+    checksums = {}
     for name in names:
         prov = tiny_provenance(name, cache, args.mode) or {}
+        checksums[name] = prov.get("sha256", "?")
         print(f"  {name}  {prov.get('sha256', '?')}  (trained where torch reports {prov.get('cpu_capability', '?')})")
+    if args.mode == "reproducible":
+        from .cache import library_versions
+        from .models.tiny.published import compare_with_published
+
+        v = library_versions()
+        versions = {"torch": v["torch"], "open_clip": v["open_clip_torch"], "transformers": v["transformers"]}
+        print(compare_with_published(versions, read_manifest(root)["content_digest"], checksums))
     print(f"cached under {cache.root}; recorded in {world_root(cache) / 'world.json'} (tiny_models)")
     print(f"qclip prepare finished in {total:.0f} s")
     return 0

@@ -8,6 +8,9 @@ tests are handed to xdist workers in.
   xdist workers (the cache's file locks make a second worker wait and read, never train again). The tests
   that use it live in tests/test_embedded.py, which the root conftest's scheduler keeps on one worker
   (``ONE_WORKER_FILES``): the other worker runs the rest of the suite meanwhile.
+* Hypothesis: ``HYPOTHESIS_PROFILE=ci`` (what ``.ci/run`` sets) draws the same examples on every run, so a
+  landing is not decided by which examples one run happened to draw; a plain ``pytest tests`` explores new
+  ones each time, and a failure it finds goes into the test as an ``@example``.
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 TINY_MODEL = "tiny-a"
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
