@@ -112,7 +112,9 @@ class QatSpec(QuantizerSpec):
     scope: str = _fixed("both")
     version: int = _fixed(QAT_VERSION)
     steps: int = 300
-    lr: float = 1e-4
+    #: 1e-4 overfits the few calibration pairs: tiny-a top-1 0.856 fp32 -> 0.800, R@1 drops of 5-9 pp on
+    #: the six tiny models (past the 5 pp gate); 1e-5 keeps them within it (tiny-a 0.850)
+    lr: float = 1e-5
     batch_size: int = 64
     seed: int = 0
     distill_weight: float = 1.0
