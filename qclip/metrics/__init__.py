@@ -50,7 +50,15 @@ from .ood import (
 from .retrieval import image_retrieval_ranks, retrieval_recall, text_retrieval_ranks
 from .robustness import group_accuracy, relative_change, relative_increase, worst_group_accuracy
 from .skew import max_skew, min_skew, ndkl_at_k, prompt_skew, prompt_skews, skew_at_k
-from .spectral import DEFAULT_BANDS, effective_rank, per_rank_sqnr, rank_band_accuracy, spectral_analysis
+from .spectral import (
+    DEFAULT_BANDS,
+    band_means,
+    effective_rank,
+    per_rank_sqnr,
+    rank_band_accuracy,
+    spectral_analysis,
+    sqnr_from_analysis,
+)
 from .spurious_gap import added_vulnerability, delta_rsg, relative_spurious_gap, spurious_gap_summary
 from .zeroshot import (
     build_classifier,
@@ -125,6 +133,8 @@ __all__ = [
     "effective_rank",
     "spectral_analysis",
     "per_rank_sqnr",
+    "sqnr_from_analysis",
+    "band_means",
     "rank_band_accuracy",
     "relative_spurious_gap",
     "delta_rsg",

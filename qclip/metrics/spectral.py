@@ -35,7 +35,8 @@ import numpy as np
 
 from ._validation import float_array
 
-__all__ = ["effective_rank", "spectral_analysis", "per_rank_sqnr", "rank_band_accuracy", "DEFAULT_BANDS"]
+__all__ = ["effective_rank", "spectral_analysis", "per_rank_sqnr", "sqnr_from_analysis", "band_means",
+           "rank_band_accuracy", "DEFAULT_BANDS"]
 
 DEFAULT_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.5), (0.5, 1.0))
 
@@ -186,11 +187,50 @@ def per_rank_sqnr(ref_feats: Any, q_feats: Any, validate_args: bool = True) -> n
         >>> per_rank_sqnr(x, x).tolist()
         [inf, inf, inf]
     """
-    out = spectral_analysis(ref_feats, q_feats, bands=((0.0, 1.0),), validate_args=validate_args)
-    s2, n = out["singular_values"] ** 2, out["noise_energy"]
+    return sqnr_from_analysis(spectral_analysis(ref_feats, q_feats, bands=((0.0, 1.0),), validate_args=validate_args))
+
+
+def sqnr_from_analysis(analysis: dict, validate_args: bool = True) -> np.ndarray:
+    """:func:`per_rank_sqnr` from an existing :func:`spectral_analysis` result (its ``singular_values`` and
+    ``noise_energy``), so a caller that has one does not decompose the features again.
+
+    Example:
+        >>> sqnr_from_analysis({"singular_values": np.array([10.0, 1.0]), "noise_energy": np.array([1.0, 1.0])}).tolist()
+        [20.0, 0.0]
+    """
+    if validate_args and not {"singular_values", "noise_energy"} <= set(analysis):
+        raise ValueError(f"Expected a spectral_analysis result with singular_values and noise_energy, but got "
+                         f"the keys {sorted(analysis)}")
+    s2, n = np.asarray(analysis["singular_values"]) ** 2, np.asarray(analysis["noise_energy"])
     with np.errstate(divide="ignore", invalid="ignore"):
         sqnr = np.where(n > 0, 10.0 * np.log10(np.where(n > 0, s2 / np.where(n > 0, n, 1.0), 1.0)), np.inf)
     return np.where(s2 > 0, sqnr, np.nan)[: int(np.count_nonzero(s2))]
+
+
+def band_means(per_rank: Any, bands: Sequence[tuple[float, float]] = DEFAULT_BANDS,
+               validate_args: bool = True) -> np.ndarray:
+    r"""Mean of the finite values of a per-rank array within each band of ranks.
+
+    .. math:: \bar x_B = \frac{1}{|B_f|} \sum_{i \in B_f} x_i, \quad B_f = \{i \in B : x_i \text{ finite}\}
+
+    Bands are rank fractions as in :func:`spectral_analysis` (``[ceil(lo r), ceil(hi r))`` of the ``r``
+    ranks); a band with no finite value (empty, or every rank noise-free: SQNR ``+inf``) gives NaN. Used for
+    the per-band SQNR in dB (Bouguerra et al. 2026, spectral analysis). Returns ``[len(bands)]``.
+
+    Example:
+        >>> band_means([30.0, 20.0, 10.0, np.inf], bands=((0.0, 0.5), (0.5, 1.0))).tolist()
+        [25.0, 10.0]
+    """
+    x = np.asarray(per_rank, dtype=np.float64)
+    if validate_args and x.ndim != 1:
+        raise ValueError(f"Expected per_rank to be 1-D, but got shape {x.shape}")
+    x = x.reshape(-1)
+    out = []
+    for sl in _band_slices(tuple((float(lo), float(hi)) for lo, hi in bands), len(x)):
+        part = x[sl]
+        part = part[np.isfinite(part)]
+        out.append(float(part.mean()) if len(part) else float("nan"))
+    return np.asarray(out)
 
 
 def rank_band_accuracy(

@@ -28,6 +28,7 @@ class ClassifierOutputs:
     logits: np.ndarray  # [N, C] logit_scale * cosine
     labels: np.ndarray  # [N]
     image_emb: np.ndarray  # [N, D] raw image features (for the spectral analysis)
+    classifier: np.ndarray  # [C, D] the prompt-ensemble class embeddings the cosines were taken with
 
 
 def class_prompts(classnames: list[str], templates: list) -> list[str]:
@@ -46,7 +47,7 @@ def classifier_outputs(src: EmbeddingSource, dataset, classnames=None, templates
     img = src.image_embeddings(dataset, transform, transform_id).numpy()
     logits = zs.zeroshot_logits(img, w, logit_scale=1.0)
     y = dataset.table["label"].to_numpy(dtype=np.int64) if labels else np.full(len(img), -1, dtype=np.int64)
-    return ClassifierOutputs(logits, src.logit_scale * logits, y, img)
+    return ClassifierOutputs(logits, src.logit_scale * logits, y, img, w)
 
 
 def zeroshot(src: EmbeddingSource, dataset) -> TaskResult:

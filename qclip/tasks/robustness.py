@@ -8,8 +8,14 @@ import numpy as np
 
 from ..metrics import zeroshot as zs
 from ..metrics.robustness import group_accuracy, worst_group_accuracy
-from ..metrics.spectral import DEFAULT_BANDS, per_rank_sqnr, rank_band_accuracy, spectral_analysis
-from .accuracy import class_prompts, classifier_outputs
+from ..metrics.spectral import (
+    DEFAULT_BANDS,
+    band_means,
+    rank_band_accuracy,
+    spectral_analysis,
+    sqnr_from_analysis,
+)
+from .accuracy import classifier_outputs
 from .base import EmbeddingSource, TaskResult
 from .corruptions import make_corruption
 
@@ -50,20 +56,10 @@ def spectral(ref_src: EmbeddingSource, q_src: EmbeddingSource, dataset) -> TaskR
     res = spectral_analysis(ref, got)
     scalars = {k: float(v) for k, v in res.items() if isinstance(v, float)}
     extra = {k: v for k, v in res.items() if k not in scalars}
-    sqnr = per_rank_sqnr(ref, got)
-    band_sqnr = []
-    for lo, hi in DEFAULT_BANDS:
-        part = sqnr[int(np.ceil(lo * len(sqnr))):int(np.ceil(hi * len(sqnr)))]
-        part = part[np.isfinite(part)]
-        band_sqnr.append(float(part.mean()) if len(part) else float("nan"))
+    sqnr = sqnr_from_analysis(res)  # the same decomposition, not a second SVD
     extra["sqnr_per_rank_db"] = sqnr
-    extra["band_sqnr_db"] = np.asarray(band_sqnr)
-    w_ref = zs.build_classifier(ref_src.text_embeddings(_prompts(dataset)).numpy(), len(dataset.classnames))
-    w_q = zs.build_classifier(q_src.text_embeddings(_prompts(dataset)).numpy(), len(dataset.classnames))
-    extra["band_top1_ref"] = rank_band_accuracy(ref, ref, w_ref, ref_out.labels, DEFAULT_BANDS)
-    extra["band_top1_q"] = rank_band_accuracy(ref, got, w_q, q_out.labels, DEFAULT_BANDS)
+    extra["band_sqnr_db"] = band_means(sqnr, DEFAULT_BANDS)
+    # each model's own classifier, as its zero-shot cells use it
+    extra["band_top1_ref"] = rank_band_accuracy(ref, ref, ref_out.classifier, ref_out.labels, DEFAULT_BANDS)
+    extra["band_top1_q"] = rank_band_accuracy(ref, got, q_out.classifier, q_out.labels, DEFAULT_BANDS)
     return TaskResult(scalars, len(ref), extra=extra)
-
-
-def _prompts(dataset) -> list[str]:
-    return class_prompts(list(dataset.classnames), list(dataset.templates))

@@ -129,3 +129,30 @@ def test_rank_band_accuracy_matches_a_loop_and_the_full_band_is_plain_accuracy()
 def test_rank_band_accuracy_checks_shapes():
     with pytest.raises(ValueError, match="one feature width"):
         sp.rank_band_accuracy(np.ones((4, 3)), np.ones((2, 2)), np.eye(2), [0, 1])
+
+
+def _plain_band_means(x, bands):
+    out = []
+    for lo, hi in bands:
+        vals = [v for i, v in enumerate(x) if math.ceil(lo * len(x)) <= i < math.ceil(hi * len(x)) and math.isfinite(v)]
+        out.append(sum(vals) / len(vals) if vals else math.nan)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(-100, 100), st.just(math.inf), st.just(math.nan)), min_size=0, max_size=40))
+def test_band_means_match_a_loop_and_lie_within_the_band(values):
+    got = sp.band_means(values, sp.DEFAULT_BANDS)
+    ref = _plain_band_means(values, sp.DEFAULT_BANDS)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    for (lo, hi), m in zip(sp.DEFAULT_BANDS, got, strict=True):
+        part = [v for i, v in enumerate(values) if math.ceil(lo * len(values)) <= i < math.ceil(hi * len(values))
+                and math.isfinite(v)]
+        assert math.isnan(m) if not part else min(part) - 1e-9 <= m <= max(part) + 1e-9
+
+
+def test_sqnr_from_an_existing_analysis_is_per_rank_sqnr():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 12)) * np.geomspace(5, 0.1, 12)
+    y = x + rng.normal(scale=0.05, size=x.shape)
+    np.testing.assert_array_equal(sp.sqnr_from_analysis(sp.spectral_analysis(x, y)), sp.per_rank_sqnr(x, y))
