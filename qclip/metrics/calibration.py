@@ -54,6 +54,7 @@ __all__ = [
     "brier",
     "reliability_diagram",
     "fit_temperature",
+    "fit_logit_scale",
     "confidence_direction",
     "calibration_metrics",
     "top_label",
@@ -321,6 +322,48 @@ def fit_temperature(
     def objective(log_t: float) -> float:
         t = np.exp(log_t)
         return float(np.mean(logsumexp(lg / t, axis=1) - true / t))
+
+    res = minimize_scalar(
+        objective, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded", options={"xatol": 1e-8}
+    )
+    return float(np.exp(res.x))
+
+
+def fit_logit_scale(
+    cosine: Any, bounds: tuple[float, float] = (1e-2, 1e3), validate_args: bool = True
+) -> float:
+    r"""Logit-scale tuning: the CLIP logit scale minimising the contrastive loss on image–caption pairs,
+    everything else frozen ("Less Precise Can Be More Reliable", Bouguerra et al. 2026, who fit it on a
+    proxy set of pairs to repair a quantized model's calibration).
+
+    ``cosine[i, j]`` is the cosine similarity of image ``i`` and caption ``j``; pair ``i`` is the diagonal.
+
+    .. math:: s^* = \arg\min_{s \in [s_{lo}, s_{hi}]} \frac{1}{2N} \sum_i \Big[
+       \big(\mathrm{LSE}_j\, s\,c_{ij} - s\,c_{ii}\big) + \big(\mathrm{LSE}_j\, s\,c_{ji} - s\,c_{ii}\big)\Big]
+
+    CLIP's symmetric InfoNCE (Radford et al. 2021) as a function of its logit scale ``s`` alone; optimised
+    over ``log s`` with scipy's bounded Brent method (``minimize_scalar``, ``xatol=1e-8``). For a symmetric
+    ``cosine`` it is ``1 / fit_temperature(cosine, arange(N))``.
+
+    Example:
+        >>> c = np.array([[0.9, 0.1], [0.2, 0.8]])
+        >>> 1.0 < fit_logit_scale(c) < 1e3   # the pairs are told apart: a sharp scale
+        True
+    """
+    c = float_array(cosine, "cosine", 2, validate_args)
+    if validate_args:
+        if c.shape[0] != c.shape[1] or c.shape[0] < 2:
+            raise ValueError(f"Expected a square cosine matrix of at least 2 pairs, but got shape {c.shape}")
+        lo = check_float(bounds[0], "bounds[0]", lo=0.0, lo_open=True)
+        hi = check_float(bounds[1], "bounds[1]", lo=lo, lo_open=True)
+        bounds = (lo, hi)
+    diag = np.diag(c)
+
+    def objective(log_s: float) -> float:
+        s = np.exp(log_s)
+        rows = logsumexp(s * c, axis=1) - s * diag
+        cols = logsumexp(s * c.T, axis=1) - s * diag
+        return float(0.5 * (np.mean(rows) + np.mean(cols)))
 
     res = minimize_scalar(
         objective, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded", options={"xatol": 1e-8}

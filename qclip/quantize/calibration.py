@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["CalibrationSet", "call_quantize", "accepts_calibration", "from_training_pool", "from_retrieval_set"]
+__all__ = ["CalibrationSet", "CalibrationImages", "call_quantize", "accepts_calibration", "from_training_pool", "from_retrieval_set"]
 
 
 @dataclass
@@ -60,6 +60,11 @@ class CalibrationSet:
     def describe(self) -> dict:
         return {"source": self.source, "size": len(self), "seed": self.seed, "digest": self.digest[:16]}
 
+    def images_dataset(self) -> CalibrationImages:
+        """The images as a dataset the embedder reads (``name``, ``fingerprint()``, ``load_image(i)``), so
+        their embeddings are cached like any dataset's (keyed by this set's digest)."""
+        return CalibrationImages(self)
+
     def batches(self, model, batch_size: int = 64, device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(pixels, token ids)`` batches for ``model``: its own preprocessing and tokenizer."""
         device = torch.device(device or model.device)
@@ -69,6 +74,24 @@ class CalibrationSet:
             pixels = torch.stack([model.preprocess(im) for im in imgs]).to(device, dtype)
             tokens = model.tokenize(list(self.captions[start:start + batch_size])).to(device)
             yield pixels, tokens
+
+
+class CalibrationImages:
+    """The images of a :class:`CalibrationSet`, read the way the embedder reads a dataset."""
+
+    def __init__(self, pairs: CalibrationSet):
+        self.pairs = pairs
+        self.name = f"calibration:{pairs.source}"
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def fingerprint(self) -> str:
+        return f"calibration-{self.pairs.digest}"
+
+    def load_image(self, i: int):
+        im = self.pairs.images[i]
+        return (im() if callable(im) else im).convert("RGB")
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray:

@@ -257,3 +257,12 @@ class EmbeddingSource:
     def preprocess_stats(self) -> tuple[list[float], list[float]]:
         """(mean, std) of the model's input normalisation, for corruptions applied in pixel space."""
         return self.session.model_meta(self.spec, self.quantizer)["normalize"]
+
+    def calibration_pairs(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(image features, caption features) of the calibration pairs, for logit-scale tuning: the pairs of
+        ``--qclip-calibration``, or the synthetic world's training pool for the tiny models; None for
+        another model with no ``--qclip-calibration`` (nothing to fit on)."""
+        if not self.session.options.calibration and not self.spec.startswith("tiny:"):
+            return None
+        pairs = self.session.calibration_set()
+        return self.image_embeddings(pairs.images_dataset()), self.text_embeddings(pairs.captions)

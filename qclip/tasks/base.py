@@ -27,6 +27,10 @@ class EmbeddingSource(Protocol):
     def preprocess_stats(self) -> tuple[list[float], list[float]]:
         """(mean, std) of the model's input normalisation, for corruptions applied in pixel space."""
 
+    def calibration_pairs(self) -> tuple[Any, Any] | None:
+        """(image, caption) features ``[N, D]`` of N image–caption calibration pairs (row i with row i), or
+        None when there are none; optional (the calibration task fits the logit scale on them)."""
+
 
 @dataclass
 class TaskResult:

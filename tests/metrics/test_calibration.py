@@ -319,3 +319,74 @@ def test_top_label_bounds_and_shift_invariance(n, c, shift):
     conf2, pred2 = cal.top_label(logits + shift)
     np.testing.assert_allclose(conf2, conf, rtol=1e-9)
     assert (pred2 == pred).all()
+
+
+# --- logit-scale tuning --------------------------------------------------------------------------
+
+
+def _reference_logit_scale(cosine: np.ndarray) -> tuple[float, object]:
+    """A fine grid over log s of torch's symmetric cross-entropy (CLIP's loss), refined once."""
+    torch = pytest.importorskip("torch")
+    c = torch.from_numpy(cosine).double()
+    target = torch.arange(c.shape[0])
+
+    def loss(s: torch.Tensor) -> torch.Tensor:  # [G] losses, one per scale, as torch's cross_entropy computes them
+        lg = s[:, None, None] * c
+        ce = torch.nn.functional.cross_entropy
+        g, n = lg.shape[0], c.shape[0]
+        rows = ce(lg.reshape(g * n, n), target.repeat(g), reduction="none").reshape(g, n).mean(1)
+        cols = ce(lg.transpose(1, 2).reshape(g * n, n), target.repeat(g), reduction="none").reshape(g, n).mean(1)
+        return 0.5 * (rows + cols)
+
+    grid = torch.linspace(math.log(1e-2), math.log(1e3), 4001, dtype=torch.float64)
+    best = grid[int(loss(grid.exp()).argmin())]
+    fine = torch.linspace(float(best) - 0.01, float(best) + 0.01, 2001, dtype=torch.float64)
+    fine = fine.clamp(math.log(1e-2), math.log(1e3))
+    return float(fine[int(loss(fine.exp()).argmin())].exp()), lambda v: float(loss(torch.tensor([v]).double())[0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(3, 12), sharp=st.floats(0.5, 3.0), seed=st.integers(0, 2**16))
+def test_fit_logit_scale_matches_a_grid_over_torch_cross_entropy(n, sharp, seed):
+    rng = np.random.default_rng(seed)
+    c = np.clip(0.3 * rng.normal(size=(n, n)) + sharp * 0.3 * np.eye(n), -1, 1)
+    got = cal.fit_logit_scale(c)
+    ref, loss = _reference_logit_scale(c)
+    assert loss(got) <= loss(ref) * (1 + 1e-5) + 1e-9  # as low a contrastive loss as the grid's best
+    if 0.011 < ref < 10 and loss(ref) > 0.05:  # an interior optimum with curvature: the same point
+        assert got == pytest.approx(ref, rel=2e-3)
+
+
+def _contrastive_loop(c: np.ndarray, s: float) -> float:
+    """CLIP's symmetric InfoNCE at logit scale ``s``, written as a plain loop over pairs."""
+    n, total = c.shape[0], 0.0
+    for i in range(n):
+        total += math.log(sum(math.exp(s * c[i, j]) for j in range(n))) - s * c[i, i]
+        total += math.log(sum(math.exp(s * c[j, i]) for j in range(n))) - s * c[i, i]
+    return total / (2 * n)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 10), seed=st.integers(0, 2**16))
+def test_fit_logit_scale_properties(n, seed):
+    """Within the bounds; reordering the pairs reaches the same loss; symmetric similarities reach
+    temperature scaling's loss (past a scale of ~40 the loss is flat, so losses are compared, not scales)."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-1, 1, size=(n, n))
+    s = cal.fit_logit_scale(a)
+    assert 1e-2 * (1 - 1e-6) <= s <= 1e3 * (1 + 1e-6)
+    perm = rng.permutation(n)
+    assert _contrastive_loop(a, cal.fit_logit_scale(a[perm][:, perm])) == pytest.approx(_contrastive_loop(a, s),
+                                                                                         abs=1e-7)
+    sym = (a + a.T) / 2
+    t = cal.fit_temperature(sym, np.arange(n), bounds=(1e-3, 1e2))
+    assert _contrastive_loop(sym, cal.fit_logit_scale(sym)) == pytest.approx(_contrastive_loop(sym, 1 / t), abs=1e-7)
+
+
+def test_fit_logit_scale_extremes_and_errors():
+    assert cal.fit_logit_scale(np.eye(4)) > 30  # perfectly separated pairs: sharp (the loss is ~0 past ~40)
+    assert cal.fit_logit_scale(-np.eye(4) + 0.5) < 0.02  # the pairs are the least similar: as soft as allowed
+    with pytest.raises(ValueError, match="square"):
+        cal.fit_logit_scale(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="bounds"):
+        cal.fit_logit_scale(np.eye(3), bounds=(2.0, 1.0))
