@@ -1,5 +1,7 @@
 """Robustness cells: accuracy under evaluation-time corruptions (3 severities, fixed seed) with the
-relative change δ = (A_fp − A_q)/A_fp, and worst-group accuracy on group-annotated (spurious) sets.
+relative change δ = (A_fp − A_q)/A_fp, worst-group accuracy on group-annotated (spurious) sets, and on those and
+on CounterAnimal sets the accuracy of the normal and counter splits with the relative spurious gap (RSG), ΔRSG
+and the added vulnerability of Bouguerra et al.
 Covariate shift is covered by the zero-shot cells on the shift sets (ImageNet-V2/-R/-Sketch/-A,
 synth-imagenet-shift)."""
 
@@ -9,6 +11,7 @@ import pytest
 
 from qclip import tasks
 from qclip.metrics.robustness import relative_change
+from qclip.metrics.spurious_gap import spurious_gap_summary
 from qclip.tasks.corruptions import CORRUPTIONS, Corruption
 
 pytestmark = pytest.mark.qclip(benchmark="robustness")
@@ -41,8 +44,30 @@ def _spurious(qclip):
     assert math.isfinite(got.metrics["worst_group_accuracy"])
 
 
+def _spurious_gap(qclip):
+    ds = qclip.dataset
+    ref = tasks.spurious_gap(qclip.reference, ds)
+    got = tasks.spurious_gap(qclip.quantized, ds)
+    qclip.record("normal_accuracy", got.metrics["normal_accuracy"], ref.metrics["normal_accuracy"],
+                 got.groups["normal"]["n"])
+    qclip.record("counter_accuracy", got.metrics["counter_accuracy"], ref.metrics["counter_accuracy"],
+                 got.groups["counter"]["n"])
+    qclip.record("rsg", got.metrics["rsg"], ref.metrics["rsg"], got.n)
+    accs = [got.metrics["normal_accuracy"], got.metrics["counter_accuracy"], ref.metrics["normal_accuracy"],
+            ref.metrics["counter_accuracy"]]
+    if not qclip.cell.is_reference and all(math.isfinite(a) for a in accs):  # a set read with one split has no gap
+        gap = spurious_gap_summary(ref.metrics["normal_accuracy"], ref.metrics["counter_accuracy"],
+                                   got.metrics["normal_accuracy"], got.metrics["counter_accuracy"])
+        qclip.record("delta_rsg", gap["delta_rsg"], 0.0, got.n)
+        qclip.record("vuln_add", gap["vuln_add"], 0.0, got.n)
+    assert all(0.0 <= a <= 1.0 for a in accs if math.isfinite(a)) and any(math.isfinite(a) for a in accs)
+
+
 def test_robustness(qclip):
     if qclip.dataset_kind == "spurious":
         _spurious(qclip)
+        _spurious_gap(qclip)
+    elif qclip.dataset_kind == "counteranimal":
+        _spurious_gap(qclip)
     else:
         _corruptions(qclip)

@@ -172,13 +172,18 @@ _FAMILY_LIST = (
         _m("band_sqnr_db", "higher", "dB", "mean per-rank SQNR of the quantized features in a band of fp32 ranks"),
         _m("band_top1", "higher", _FRACTION, "zero-shot top-1 with the features projected on a band of fp32 ranks"),
     ), "robustness", "Spectral analysis"),
-    Family("robustness", ("imagefolder", "spurious"), (
+    Family("robustness", ("imagefolder", "spurious", "counteranimal"), (
         _m("top1", "higher", _FRACTION, "zero-shot top-1 under a corruption"),
         _m("relative_drop", "lower", "ratio", "(top-1 fp32 − top-1 quantized) / top-1 fp32"),
         _m("worst_group_accuracy", "higher", _FRACTION, "accuracy of the worst (label, place) group"),
         _m("average_accuracy", "higher", _FRACTION, "accuracy over all samples"),
         _m("mean_group_accuracy", "higher", _FRACTION, "accuracy averaged over groups"),
         _m("group_accuracy", "higher", _FRACTION, "accuracy of one group"),
+        _m("normal_accuracy", "higher", _FRACTION, "accuracy on the normal split (each class on its common background)"),
+        _m("counter_accuracy", "higher", _FRACTION, "accuracy on the counter split (uncommon backgrounds)"),
+        _m("rsg", "lower", "ratio", "relative spurious gap (A_normal − A_counter) / A_normal"),
+        _m("delta_rsg", "lower", "ratio", "RSG quantized − RSG fp32 (positive: quantization widens the gap)"),
+        _m("vuln_add", "lower", "ratio", "added vulnerability δ_counter − δ_normal, δ = (A_fp32 − A_q) / A_fp32"),
     ), "robustness", "Robustness"),
     Family("throughput", ("",), (
         _m("image_items_per_s", "higher", "items/s", "images encoded per second"),

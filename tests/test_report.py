@@ -525,6 +525,8 @@ def test_two_models_say_n_too_small():
     assert all("(n=2: n too small)" in c and "p=" not in c for c in cells)
     colors = quantizer_colors(rows["quantizer"].unique())
     for role, _, builder in FIGURE_BUILDERS:  # every figure still draws (no CI bars) with two models
+        if role.startswith("study_"):  # need a W × A quantizer, which this run has not: tests/test_report_study.py
+            continue
         assert builder(rows, colors) is not None, role
 
 

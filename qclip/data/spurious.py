@@ -22,6 +22,12 @@ Conventions:
   usual 0 landbird/land, 1 landbird/water, 2 waterbird/land, 3 waterbird/water.
   ``SpuriousSet.groups`` maps id -> ``(label, place)``. ``place`` stays an int when
   every value is an integer, else a string.
+* normal / counter split (CounterAnimal's common / counter backgrounds, for the relative spurious gap):
+  a class's *common* place is the attribute value it carries most often over every row of the file,
+  all splits (Waterbirds' training split pairs landbirds with land and waterbirds with water, its test
+  split balances them within each class); ties go to the first value in sorted order.
+  ``meta['common_place']`` maps label -> place, ``meta['normal_groups']`` lists the groups of a label on
+  its common place (Waterbirds: 0 and 3); the other groups are the counter split.
 * class names: the ``classnames`` option (list or file), else ``<root>/classnames.txt``,
   else the label values as strings (``meta['classnames_source'] = 'labels'``).
   Templates: the option, else ``<root>/templates.txt``, else ``["a photo of a {}."]``.
@@ -79,6 +85,14 @@ def _split_id(value: str | int, path: Path | str, i: int) -> int:
         return SPLITS[v]
     where = f"row {i} (line {i + 2}) column 'split'" if i >= 0 else "split option"
     raise DataFormatError(f"{path}: {where}: unknown split {value!r}; expected an integer or one of {', '.join(SPLITS)}")
+
+
+def _common_places(labels: list[int], places: list, distinct: list) -> dict[int, int | str]:
+    """label -> its most frequent place over every row of the file (ties: the first in sorted order)."""
+    counts: dict[int, dict] = {}
+    for y, p in zip(labels, places, strict=True):
+        counts.setdefault(y, dict.fromkeys(distinct, 0))[p] += 1
+    return {y: max(distinct, key=lambda p, c=c: (c[p], -distinct.index(p))) for y, c in sorted(counts.items())}
 
 
 def read_spurious(
@@ -159,8 +173,11 @@ def read_spurious(
     cols = ["path", "image", "label", "place", "group"] + (["split"] if has_split else [])
     table = pd.DataFrame(rows, columns=cols).astype({"label": "int64", "group": "int64"})
     groups = {y * n_places + k: (y, p) for y in range(len(names)) for k, p in enumerate(distinct)}
+    common = _common_places(labels, places, distinct)
+    normal = sorted(y * n_places + place_index[p] for y, p in common.items())
     meta = {"metadata": str(csv_path), "split": "all" if want is None else want, "split_filtered": filtered,
-            "classnames_source": source, "num_groups": len(groups)}
+            "classnames_source": source, "num_groups": len(groups), "common_place": common,
+            "normal_groups": normal}
     return announce(SpuriousSet(name=name, root=root, table=table, exclusions=excl.frame(), meta=meta,
                                 max_image_pixels=pixel_limit(max_image_pixels), classnames=list(names),
                                 templates=resolve_templates(templates, root), groups=groups))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..errors import UnknownModelError, suggest
 
 __all__ = ["ModelSpec", "PaperModel", "PAPER_MODELS", "MODEL_SETS", "model_set", "parse_spec", "expand_models",
-           "paper_reference", "parse_random"]
+           "paper_reference", "parse_random", "training_source", "TRAINING_SOURCES"]
 
 BACKENDS = ("open_clip", "hf", "tiny", "random")
 
@@ -147,3 +147,64 @@ def paper_reference(spec: ModelSpec) -> PaperModel | None:
         if (spec.backend == "open_clip" and spec.ref == m.open_clip) or (spec.backend == "hf" and spec.ref == m.hf):
             return m
     return None
+
+
+#: the pre-training sources :func:`training_source` names, in the report's order; a tiny model's is its
+#: synthetic stand-in (``WIT-like``...), "unknown" when a spec names none of them
+TRAINING_SOURCES = ("WIT", "LAION", "DataComp", "DFN", "WebLI", "COYO", "MetaCLIP",
+                    "WIT-like", "LAION-like", "DataComp-like", "unknown")
+_TINY_SOURCES = {"wit": "WIT-like", "laion": "LAION-like", "datacomp": "DataComp-like"}
+_OPEN_CLIP_TAGS = (("openai", "WIT"), ("laion", "LAION"), ("datacomp", "DataComp"), ("commonpool", "DataComp"),
+                   ("dfn", "DFN"), ("webli", "WebLI"), ("metaclip", "MetaCLIP"))
+"""open_clip pretrained-tag prefixes (``laion2b_s34b_b79k``, ``laion400m_e32``, ``datacomp_xl_s13b_b90k``,
+``dfn2b``, ``webli``, ``metaclip_400m``) -> source, the first match winning."""
+
+
+def training_source(spec: ModelSpec | str) -> str:
+    """The pre-training data of a model spec, as the report groups models by it (Bouguerra et al. read the
+    effect of quantization per training source):
+
+    * ``tiny:NAME``: the synthetic world's mix it was trained on (:data:`qclip.models.tiny.TINY_MODELS`
+      ``[NAME].source``), shown as ``WIT-like``, ``LAION-like``, ``DataComp-like``;
+    * ``open_clip:ARCH/TAG``: from the pretrained tag: ``openai`` -> WIT, ``laion2b*`` / ``laion400m*`` ->
+      LAION, ``datacomp*`` / ``commonpool*`` -> DataComp, ``dfn*`` -> DFN, ``webli`` -> WebLI, ``metaclip*`` ->
+      MetaCLIP;
+    * ``hf:REPO``: ``openai/clip-*`` -> WIT, a repo naming DataComp or DFN (``laion/CLIP-ViT-B-16-DataComp.XL-...``,
+      ``apple/DFN*``) -> that source, other ``laion/*`` -> LAION, ``google/siglip*`` -> WebLI,
+      ``kakaobrain/align*`` -> COYO;
+    * anything else (a random model, a local path, an unparsable spec): ``unknown``.
+
+    >>> training_source("tiny:tiny-b"), training_source("open_clip:ViT-B-32/laion2b_s34b_b79k")
+    ('LAION-like', 'LAION')
+    >>> training_source("hf:laion/CLIP-ViT-B-16-DataComp.XL-s13B-b90K"), training_source("hf:./my-model")
+    ('DataComp', 'unknown')
+    """
+    try:
+        ms = spec if isinstance(spec, ModelSpec) else parse_spec(str(spec))
+    except UnknownModelError:
+        return "unknown"
+    if ms.backend == "tiny":
+        from .tiny import TINY_MODELS
+
+        tiny = TINY_MODELS.get(ms.ref)
+        source = str(getattr(tiny, "source", "")).lower()
+        return _TINY_SOURCES.get(source, "unknown")
+    if ms.backend == "open_clip":
+        tag = ms.ref.rsplit("/", 1)[-1].lower()
+        return next((name for prefix, name in _OPEN_CLIP_TAGS if tag.startswith(prefix)), "unknown")
+    if ms.backend == "hf":
+        repo = ms.ref.strip("/").lower()
+        org, _, name = repo.partition("/")
+        if org == "openai" and name.startswith("clip"):
+            return "WIT"
+        if "datacomp" in name:
+            return "DataComp"
+        if "dfn" in name:
+            return "DFN"
+        if org == "laion":
+            return "LAION"
+        if org == "google" and name.startswith("siglip"):
+            return "WebLI"
+        if org == "kakaobrain" and name.startswith("align"):
+            return "COYO"
+    return "unknown"

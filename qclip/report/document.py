@@ -21,8 +21,10 @@ from qclip.report.sections_data import META_KEY as DATA_META_KEY
 from qclip.report.sections_data import data_section
 from qclip.report.sections_fairness import facet_section, fairface_section
 from qclip.report.sections_overview import cost_section, glance_section
+from qclip.report.sections_quantizers import quantizers_section
 from qclip.report.sections_reliability import calibration_section, ood_section
 from qclip.report.sections_robustness import robustness_section, spectral_section
+from qclip.report.sections_study import study_section
 
 __all__ = [
     "Bullets",
@@ -273,6 +275,7 @@ def build_document(
         _gates_section(gates, meta),
         _cells_section(cells),
         data_section(meta),
+        quantizers_section(ok),
     ]
     built: list = []
     for name in FAMILIES:  # the families' sections, in the declared order; a shared builder runs once
@@ -280,6 +283,8 @@ def build_document(
         if builder not in built:
             built.append(builder)
             doc.append(builder(ok, stats, images, cells))
+    if (study := study_section(ok, stats, images, cells)) is not None:  # only with a W × A quantizer
+        doc.append(study)
     others = sorted(set(stats["benchmark"]) - set(FAMILIES)) if not stats.empty else []
     doc += [_other_section(stats, b) for b in others]
 

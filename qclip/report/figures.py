@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from qclip.report import plots, plots_fairness, plots_reliability, plots_robustness
+from qclip.report import plots, plots_fairness, plots_reliability, plots_robustness, plots_study
 
 __all__ = ["FIGURES", "canonical_rows", "write_figures"]
 
@@ -28,13 +28,16 @@ FIGURES = (
     ("ood", "ood.png", plots_reliability.ood_figure),
     ("spectral", "spectral.png", plots_robustness.spectral_figure),
     ("robustness", "robustness.png", plots_robustness.robustness_figure),
+    ("study_bits", "study_bits.png", plots_study.bits_figure),
+    ("study_ece_source", "study_ece_source.png", plots_study.ece_by_source_figure),
+    ("study_dichotomy", "study_dichotomy.png", plots_study.dichotomy_figure),
     ("delta", "delta.png", plots.delta_figure),
 )
 """(role, file name, builder(rows, colors) -> Figure | None), in the order of the report."""
 
 
 _SORT_COLUMNS = ("model", "quantizer", "benchmark", "dataset", "metric", "subgroup", "cell_id")
-#: memoized PNGs kept per memo folder (the newest; one report has 9)
+#: memoized PNGs kept per memo folder (the newest; one report has up to 12)
 MEMO_KEEP = 200
 
 

@@ -1,7 +1,7 @@
 """Benchmark computations on embeddings: what a cell computes, for the fp32 reference and the quantized
 model alike. One module per family group, the same groups as ``qclip/report/sections_<group>.py``:
 :mod:`.accuracy` (zero-shot, retrieval), :mod:`.fairness` (FACET, FairFace), :mod:`.reliability`
-(calibration, OOD) and :mod:`.robustness` (corruptions, worst group, spectral). No pytest here and no
+(calibration, OOD) and :mod:`.robustness` (corruptions, worst group, spurious gap, spectral). No pytest here and no
 metric math: the formulas live in :mod:`qclip.metrics`.
 """
 
@@ -16,9 +16,9 @@ from .accuracy import (
 from .base import EmbeddingSource, TaskResult
 from .fairness import facet_delta_ci, facet_disparities, fairface_skews
 from .reliability import calibration, ood_detection
-from .robustness import corrupted_top1, spectral, worst_group
+from .robustness import corrupted_top1, normal_mask, spectral, spurious_gap, worst_group
 
 __all__ = ["EmbeddingSource", "TaskResult", "ClassifierOutputs", "class_prompts", "classifier_outputs", "zeroshot",
            "prediction_agreement", "retrieval",
            "facet_disparities", "facet_delta_ci", "fairface_skews", "calibration", "ood_detection", "corrupted_top1",
-           "worst_group", "spectral"]
+           "worst_group", "normal_mask", "spurious_gap", "spectral"]

@@ -1,5 +1,6 @@
 """Robustness computations: zero-shot accuracy under evaluation-time corruptions, worst-group accuracy on
-group-annotated (spurious) sets, and the spectral analysis of the quantization noise (the report's
+group-annotated (spurious) sets, the accuracy on their normal and counter splits (the relative spurious gap of
+Bouguerra et al.; CounterAnimal's common / counter backgrounds), and the spectral analysis of the quantization noise (the report's
 robustness group: ``report/sections_robustness.py``)."""
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from ..metrics.spectral import (
     spectral_analysis,
     sqnr_from_analysis,
 )
+from ..metrics.spurious_gap import relative_spurious_gap
 from .accuracy import classifier_outputs
 from .base import EmbeddingSource, TaskResult
 from .corruptions import make_corruption
 
-__all__ = ["corrupted_top1", "worst_group", "spectral"]
+__all__ = ["corrupted_top1", "normal_mask", "spurious_gap", "worst_group", "spectral"]
 
 
 def corrupted_top1(src: EmbeddingSource, dataset, corruption) -> TaskResult:
@@ -40,6 +42,48 @@ def worst_group(src: EmbeddingSource, dataset) -> TaskResult:
     worst = summary.pop("worst_group")
     per_group = {g: {"accuracy": acc, "n": count} for g, (acc, count) in group_accuracy(pred, out.labels, groups).items()}
     return TaskResult(summary, len(out.labels), groups=per_group, extra={"worst_group": worst})
+
+
+def normal_mask(dataset) -> np.ndarray:
+    """Which rows of ``dataset`` are its *normal* split (the class on its common background) rather than its
+    *counter* split, as CounterAnimal divides them.
+
+    * a CounterAnimal set (a ``split`` column of ``common`` / ``counter``): its ``common`` rows;
+    * a group-annotated set (a ``group`` column): the groups of ``dataset.meta["normal_groups"]``, which
+      :func:`qclip.data.read_spurious` takes from each class's most frequent place over the whole file;
+      without it (a set built by hand), each label's most frequent place in the table itself, ties to the
+      first place in sorted order.
+    """
+    table = dataset.table
+    if "split" in table and set(table["split"].astype(str)) <= {"common", "counter"}:
+        return (table["split"].astype(str) == "common").to_numpy()
+    if "group" not in table:
+        raise ValueError(f"{getattr(dataset, 'name', 'dataset')}: expected a 'split' column (common/counter) or a "
+                         "'group' column to tell the normal split from the counter split")
+    normal = (getattr(dataset, "meta", None) or {}).get("normal_groups")
+    if normal is None:
+        counts = table.groupby(["label", "place"]).size().reset_index(name="n")
+        counts = counts.sort_values(["label", "n", "place"], ascending=[True, False, True], kind="stable")
+        common = counts.drop_duplicates("label")
+        keys = set(zip(common["label"], common["place"], strict=True))
+        return np.array([(y, p) in keys for y, p in zip(table["label"], table["place"], strict=True)], dtype=bool)
+    return table["group"].isin([int(g) for g in normal]).to_numpy()
+
+
+def spurious_gap(src: EmbeddingSource, dataset) -> TaskResult:
+    """Zero-shot accuracy on the normal and the counter split of ``dataset`` (:func:`normal_mask`) and the
+    model's relative spurious gap ``rsg`` (:func:`qclip.metrics.spurious_gap.relative_spurious_gap`);
+    ``groups`` holds each split's ``{"accuracy", "n"}``. A set with one split empty gives NaN for it."""
+    out = classifier_outputs(src, dataset)
+    pred = zs.predictions(out.logits)
+    split = np.where(normal_mask(dataset), "normal", "counter")
+    parts = group_accuracy(pred, out.labels, split)
+    acc = {name: parts[name][0] if name in parts else float("nan") for name in ("normal", "counter")}
+    both = all(np.isfinite(v) for v in acc.values())
+    rsg = relative_spurious_gap(acc["normal"], acc["counter"]) if both else float("nan")
+    metrics = {"normal_accuracy": acc["normal"], "counter_accuracy": acc["counter"], "rsg": rsg}
+    groups = {name: {"accuracy": a, "n": parts[name][1] if name in parts else 0} for name, a in acc.items()}
+    return TaskResult(metrics, len(out.labels), groups=groups)
 
 
 def spectral(ref_src: EmbeddingSource, q_src: EmbeddingSource, dataset) -> TaskResult:
