@@ -1,5 +1,6 @@
 """Calibration cells: ECE (15 equal-width bins), adaptive ECE, MCE, RMS calibration error, NLL, Brier,
-over/under-confidence, and ECE after temperature scaling on a held-out half; fp32 vs quantized."""
+over/under-confidence, ECE after temperature scaling on a held-out half, and ECE after logit-scale tuning
+on the calibration pairs (where there are some); fp32 vs quantized."""
 
 import math
 
@@ -21,6 +22,10 @@ def test_calibration(qclip):
     got = res.metrics
     for metric in METRICS:
         qclip.record(metric, got[metric], ref[metric], res.n, extra=res.extra if metric == "ece" else None)
+    if "ece_logit_tuned" in got:  # logit-scale tuning on the calibration pairs (Bouguerra et al.)
+        for metric in ("logit_scale", "logit_scale_tuned", "ece_logit_tuned"):
+            qclip.record(metric, got[metric], ref.get(metric), res.n)
+        assert got["logit_scale_tuned"] > 0
     if ref["ece"] > 0:
         qclip.record("relative_ece_change", relative_increase(ref["ece"], got["ece"]), 0.0, res.n)
     for metric in ("ece", "adaptive_ece", "mce", "rms_ce"):

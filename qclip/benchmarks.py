@@ -163,6 +163,9 @@ _FAMILY_LIST = (
         _m("ece_heldout", "lower", _FRACTION, "ECE on the held-out half"),
         _m("ece_temp_scaled", "lower", _FRACTION, "ECE on the held-out half after temperature scaling"),
         _m("relative_ece_change", "lower", "ratio", "(ECE quantized − ECE fp32) / ECE fp32"),
+        _m("logit_scale", "none", "scale", "the model's own logit scale"),
+        _m("logit_scale_tuned", "none", "scale", "logit scale fitted on the calibration pairs (contrastive loss)"),
+        _m("ece_logit_tuned", "lower", _FRACTION, "ECE with the logit scale fitted on the calibration pairs"),
     ), "reliability", "Calibration"),
     Family("ood", ("imagefolder",), _OOD, "reliability", "OOD detection"),
     Family("spectral", ("imagefolder",), (

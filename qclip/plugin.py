@@ -22,6 +22,7 @@ from .run.options import (
     parse_gate,
     parse_nonnegative_int,
     parse_positive_int,
+    parse_quantizer_option,
     parse_threshold,
 )
 from .run.planning import group_by_variant, item_cell
@@ -95,6 +96,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "Default: %(default)r.")
     g.addoption("--qclip-skew-k", metavar="K", type=parse_positive_int, default=None,
                 help="FairFace: k of MaxSkew@k/MinSkew@k. Default: min(1000, set size // 10).")
+    g.addoption("--qclip-quantizer-option", metavar="QUANTIZER:OPTION=VALUE", type=parse_quantizer_option,
+                action="append", default=[],
+                help="an option of one quantizer, repeatable (w4a8-lsq:lr=1e-4, bnb-int8:threshold=0); "
+                     "part of its cache key. `qclip list --quantizers` lists each quantizer's options.")
     g.addoption("--qclip-calibration", metavar="DATASET", default=None,
                 help="Image-caption pairs for quantizers that need data (static activation scales, GPTQ, QAT): "
                      "a COCO-format set of the dataset config. Default: the synthetic world's training pool "

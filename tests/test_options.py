@@ -57,6 +57,7 @@ PLUGIN_BAD: dict[str, list[str]] = {
     "--qclip-calibration": ["--qclip-calibration", "synth-imagenet"],  # not image-caption pairs
     "--qclip-calibration-size": ["--qclip-calibration-size", "0"],
     "--qclip-calibration-seed": ["--qclip-calibration-seed", "x"],
+    "--qclip-quantizer-option": ["--qclip-quantizer-option", "w4a8-lsq:lr"],
 }
 INI_BAD: dict[str, str] = {
     "qclip_thresholds": "bnb-nf4",
@@ -320,3 +321,33 @@ def test_the_qclip_command_exits_2_with_one_line(paths):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1, proc.stderr
     assert "--baseline nosuchrun: Unknown run 'nosuchrun'" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("value, message", [
+    ("w4a8-lsq:no_such_option=3", "no_such_option"),
+    ("no-such-quantizer:lr=1", "no-such-quantizer"),
+    ("w4a8-lsq:lr=-1", "lr"),
+])
+def test_quantizer_options_name_what_is_wrong(value, message):
+    from qclip.run.options import OptionError, check_quantizer_options, parse_quantizer_option
+
+    with pytest.raises(OptionError, match="--qclip-quantizer-option") as err:
+        check_quantizer_options("--qclip-quantizer-option", [parse_quantizer_option(value)])
+    assert message in str(err.value)
+
+
+def test_quantizer_options_reach_the_quantizer_and_its_key():
+    from qclip.run.options import check_quantizer_options, parse_quantizer_option
+    from qclip.run.session import QclipSession, SessionOptions
+
+    triples = [parse_quantizer_option(v) for v in ("w4a8-lsq:lr=1e-4", "w4a8-lsq:steps=50", "bnb-int8:threshold=0",
+                                                   "w4a8-lsq:distill_weight=2.5")]
+    assert triples[0] == ("w4a8-lsq", "lr", 1e-4) and triples[1][2] == 50 and isinstance(triples[1][2], int)
+    opts = check_quantizer_options("--qclip-quantizer-option", triples)
+    session = QclipSession(SessionOptions(quantizer_options=opts, progress=False))
+    q = session.make_quantizer("w4a8-lsq")
+    assert (q.config.lr, q.config.steps, q.config.distill_weight) == (1e-4, 50, 2.5)
+    assert session.make_quantizer("bnb-int8").config.threshold == 0
+    plain = QclipSession(SessionOptions(progress=False))
+    assert q.config_json() != plain.make_quantizer("w4a8-lsq").config_json()
+    assert parse_quantizer_option("x:flag=true")[2] is True and parse_quantizer_option("x:s=abc")[2] == "abc"

@@ -27,6 +27,8 @@ __all__ = [
     "OptionError",
     "PluginOptions",
     "parse_threshold",
+    "parse_quantizer_option",
+    "check_quantizer_options",
     "parse_gate",
     "parse_device",
     "parse_positive_int",
@@ -84,6 +86,45 @@ def parse_threshold(text: str) -> tuple[str, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"Expected QUANTIZER=PERCENTAGE_POINTS (e.g. bnb-nf4=2.0), but got {text!r}") from None
+
+
+def parse_quantizer_option(text: str) -> tuple[str, str, object]:
+    """``QUANTIZER:KEY=VALUE`` -> (quantizer name, option, value); the value is read as an int, a float,
+    ``true``/``false``, or else kept as a string (``w4a8-lsq:lr=1e-4``, ``bnb-int8:threshold=0``)."""
+    name, sep, rest = text.partition(":")
+    key, eq, raw = rest.partition("=")
+    if not sep or not eq or not name.strip() or not key.strip() or not raw.strip():
+        raise argparse.ArgumentTypeError(
+            f"Expected QUANTIZER:OPTION=VALUE (e.g. w4a8-lsq:steps=600), but got {text!r}")
+    raw = raw.strip()
+    value: object = raw
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    else:
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+    return name.strip(), key.strip(), value
+
+
+def check_quantizer_options(option: str, triples) -> dict[str, dict[str, object]]:
+    """``{quantizer: {option: value}}`` of ``--qclip-quantizer-option`` values, each checked by building the
+    quantizer with it (an unknown quantizer or option, or a bad value, is a usage error naming it)."""
+    from ..quantize import create_quantizer
+
+    out: dict[str, dict[str, object]] = {}
+    for name, key, value in triples:
+        out.setdefault(name, {})[key] = value
+    for name, opts in out.items():
+        try:
+            create_quantizer(name, **opts)
+        except (KeyError, ValueError, TypeError) as exc:
+            shown = ",".join(f"{name}:{k}={v}" for k, v in opts.items())
+            raise OptionError(option, shown, str(exc).strip("'\"")) from None
+    return out
 
 
 def parse_gate(text: str) -> tuple[str, float]:
@@ -472,6 +513,8 @@ def plugin_options(getoption: Callable[[str], Any], getini: Callable[[str], Any]
         calibration=getoption("qclip_calibration"),
         calibration_size=getoption("qclip_calibration_size"),
         calibration_seed=getoption("qclip_calibration_seed"),
+        quantizer_options=check_quantizer_options("--qclip-quantizer-option",
+                                                  getoption("qclip_quantizer_option") or ()),
         progress=progress,
     )
     return PluginOptions(

@@ -41,9 +41,9 @@ def selected_datasets(session: QclipSession, kinds: tuple[str, ...]) -> list[str
 
 
 def quantizer_skip_reason(session: QclipSession, name: str) -> str:
-    from ..quantize import create_quantizer, quantizer_available
+    from ..quantize import quantizer_available
 
-    q = create_quantizer(name)
+    q = session.make_quantizer(name)
     ok, reason = quantizer_available(q, session.options.device)
     if not ok:
         return f"quantizer {name} unavailable: {reason}"

@@ -45,6 +45,8 @@ class SessionOptions:
     calibration: str | None = None
     calibration_size: int = 1000
     calibration_seed: int = 0
+    #: per-quantizer options of ``--qclip-quantizer-option NAME:KEY=VALUE`` (they key the cache like any option)
+    quantizer_options: dict[str, dict[str, object]] = field(default_factory=dict)
     progress: bool = True
 
 
@@ -52,8 +54,10 @@ class ModelPool:
     """Loads each fp32 model once per process and builds quantized copies on demand (small LRUs)."""
 
     def __init__(self, cache: Cache, device: str, progress: bool = True, max_fp32: int = 2, max_quant: int = 1,
-                 calibration: Callable[[], object] | None = None, compile: bool = False):
+                 calibration: Callable[[], object] | None = None, compile: bool = False,
+                 quantizer_options: dict[str, dict] | None = None):
         self.cache, self.device, self.progress = cache, device, progress
+        self.quantizer_options = quantizer_options or {}
         self.compile = compile  # quantized copies (fp32 included) run their towers through torch.compile
         self.calibration = calibration  # builds the CalibrationSet on first use
         self._fp32: OrderedDict[str, object] = OrderedDict()
@@ -90,7 +94,7 @@ class ModelPool:
             base = self.fp32(spec)
             model = copy.deepcopy(base)
             model.to(self.device)
-            q = create_quantizer(quantizer)
+            q = create_quantizer(quantizer, **self.quantizer_options.get(quantizer, {}))
             if hasattr(q, "cache_root"):  # quantizers that cache what they compute (QAT) use the session's cache
                 q.cache_root, q.progress = self.cache.root, self.progress
             self.quantize_calls += 1
@@ -114,7 +118,7 @@ class QclipSession:
             torch.set_float32_matmul_precision(options.matmul_precision)
         self.cache = Cache(options.cache)
         self.pool = ModelPool(self.cache, options.device, options.progress, calibration=self.calibration_set,
-                              compile=options.compile)
+                              compile=options.compile, quantizer_options=options.quantizer_options)
         self._calibration = None
         self.embedder = Embedder(self.cache, device=options.device, batch_size=options.batch_size,
                                  progress=options.progress)
@@ -185,11 +189,16 @@ class QclipSession:
             key = self._keys[(spec, quantizer)] = self._embed_key(spec, quantizer)
         return key
 
-    def _embed_key(self, spec: str, quantizer: str) -> EmbedKey:
-        from ..models.loader import weights_digest_for
+    def make_quantizer(self, name: str):
+        """The quantizer ``name`` with this session's ``--qclip-quantizer-option`` values for it."""
         from ..quantize import create_quantizer
 
-        q = create_quantizer(quantizer)
+        return create_quantizer(name, **self.options.quantizer_options.get(name, {}))
+
+    def _embed_key(self, spec: str, quantizer: str) -> EmbedKey:
+        from ..models.loader import weights_digest_for
+
+        q = self.make_quantizer(quantizer)
         if hasattr(q, "config_json"):
             config = q.config_json()
         else:  # a third-party quantizer implementing only the protocol: its description is its config
