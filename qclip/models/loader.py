@@ -39,7 +39,7 @@ def weights_digest_for(spec: ModelSpec | str, cache: Cache | None = None) -> str
 
         return hashlib.sha256(f"{spec.spec}:{torch.__version__}".encode()).hexdigest()[:16]
     if spec.backend == "tiny":
-        from .tiny.outliers import planted_digest
+        from .tiny.planted import planted_digest
         from .tiny.weights import tiny_weights_key
 
         return planted_digest(spec.ref, tiny_weights_key(spec.ref, cache or Cache()))
@@ -86,16 +86,14 @@ def _tiny(spec: ModelSpec, cache: Cache, progress: bool) -> ClipModel:
     from .hf_backend import HFClipModel
     from .open_clip_backend import OpenClipModel
     from .tiny import TINY_MODELS, build_tiny_module, tiny_preprocess, tiny_tokenizer
-    from .tiny.outliers import outlier_plan, plant_outliers, planted_digest
+    from .tiny.planted import apply_planted, planted_digest
     from .tiny.weights import tiny_weights
 
     tspec = TINY_MODELS[spec.ref]
     state, key = tiny_weights(spec.ref, cache, progress=progress)
     module = build_tiny_module(tspec)
     module.load_state_dict(state)
-    plan = outlier_plan(spec.ref)
-    if plan is not None:  # planted activation outliers, an exact reparametrisation (tiny/outliers.py)
-        plant_outliers(module, plan)
+    apply_planted(module, spec.ref)  # activation outliers, the source's confidence (tiny/planted.py)
     info = ModelInfo(spec=spec.spec, backend=f"tiny/{tspec.family}", arch=spec.ref,
                      source=str(cache.entry_dir("tiny-weights", key)), weights_digest=planted_digest(spec.ref, key))
     cls = HFClipModel if tspec.family == "hf" else OpenClipModel

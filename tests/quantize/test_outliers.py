@@ -24,7 +24,8 @@ pytest.importorskip("brevitas", reason="the simulated family needs brevitas (pip
 
 from qclip.models import load_model  # noqa: E402
 from qclip.models.tiny import outliers as outliers_mod  # noqa: E402
-from qclip.models.tiny.outliers import PLANTED_OUTLIERS, OutlierPlan, plant_outliers, planted_digest  # noqa: E402
+from qclip.models.tiny.outliers import PLANTED_OUTLIERS, OutlierPlan, plant_outliers  # noqa: E402
+from qclip.models.tiny.planted import SOURCE_LOGIT_SCALE, planted_digest  # noqa: E402
 from qclip.quantize import create_quantizer, fresh_copy  # noqa: E402
 from qclip.quantize.calibration import from_training_pool  # noqa: E402
 from tests.conftest import TINY_MODEL  # noqa: E402
@@ -156,3 +157,21 @@ def test_the_population_declares_outliers_on_part_of_it():
     with pytest.raises(ValueError, match="factor"):
         OutlierPlan(channels=(1,), factor=0)
     assert outliers_mod.outlier_plan("tiny-a") is None
+
+
+def test_the_loader_sets_the_sources_confidence(trained_tiny):
+    """WIT-like models are made under-confident and LAION-like over-confident by their logit scale alone:
+    the trained weights are otherwise the same, and no ranking changes."""
+    from qclip.models.tiny import TINY_MODELS
+
+    cache, _, spec, module = trained_tiny
+    loaded = load_model(f"tiny:{TINY_MODEL}", cache, progress=False)
+    factor = SOURCE_LOGIT_SCALE[spec.source]
+    assert factor < 1  # tiny-a is WIT-like
+    assert loaded.logit_scale == pytest.approx(float(module.logit_scale.exp()) * factor, rel=1e-5)
+    assert SOURCE_LOGIT_SCALE["laion"] > 1 and SOURCE_LOGIT_SCALE["datacomp"] == 1
+    assert {s.source for s in TINY_MODELS.values()} <= set(SOURCE_LOGIT_SCALE)
+    state = {k: v for k, v in loaded.module.state_dict().items() if k != "logit_scale"}
+    trained = {k: v for k, v in module.state_dict().items() if k != "logit_scale"}
+    assert state.keys() == trained.keys() and all(torch.equal(state[k], trained[k]) for k in state)
+    assert loaded.info.weights_digest != planted_digest("no-such-model", "0" * 64)

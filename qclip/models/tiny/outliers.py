@@ -17,19 +17,17 @@ channels about ``factor`` times larger than the others. Per-tensor activation qu
 its grid on them; SmoothQuant and rotation (which exist to undo this) recover; LLM.int8 sends those
 columns to its 16-bit path. The plan is part of the model's weights digest (so cached embeddings of the
 plain weights are never reused) and is written to the world's ``world.json`` beside each model's
-checksum: the known answer that ``tests/quantize/test_outliers.py`` checks.
+checksum (:mod:`.planted`): the known answer that ``tests/quantize/test_outliers.py`` checks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["OutlierPlan", "PLANTED_OUTLIERS", "plant_outliers", "outlier_plan", "planted_digest"]
+__all__ = ["OutlierPlan", "PLANTED_OUTLIERS", "plant_outliers", "outlier_plan"]
 
 
 @dataclass(frozen=True)
@@ -57,16 +55,6 @@ PLANTED_OUTLIERS: dict[str, OutlierPlan] = {
 def outlier_plan(name: str) -> OutlierPlan | None:
     """The planted outliers of tiny model ``name``, or None."""
     return PLANTED_OUTLIERS.get(name)
-
-
-def planted_digest(name: str, weights_key: str) -> str:
-    """The 16-hex weights digest of tiny model ``name`` as loaded: its trained weights' cache key, with
-    the outlier plan folded in where it has one (a model without one keeps the digest it always had)."""
-    plan = outlier_plan(name)
-    if plan is None:
-        return weights_key[:16]
-    return hashlib.sha256(f"{weights_key}|outliers:{json.dumps(asdict(plan), sort_keys=True)}".encode()
-                          ).hexdigest()[:16]
 
 
 def _vision_blocks(module: nn.Module) -> list[tuple[nn.LayerNorm, list[torch.Tensor], nn.LayerNorm, nn.Linear]]:

@@ -68,18 +68,13 @@ def _train(names: list[str], root, mode: str, jobs: int, progress: bool) -> dict
 def _record(cache: Cache, name: str, mode: str, tensors: dict, meta: dict, key: str) -> dict:
     """The provenance of one cached model (from its metadata; an entry older than modes gets its checksum
     computed here), also written to the world's ``world.json`` when it is not there yet."""
-    from dataclasses import asdict
-
     from ...data.synthetic.world import record_tiny_model
-    from .outliers import outlier_plan
+    from .planted import planted_answers
     from .reproducible import state_sha256
 
     entry = {"sha256": meta.get("sha256") or state_sha256(tensors), "mode": meta.get("mode", mode),
              "cpu_capability": meta.get("cpu_capability", "unknown"), "cache_key": key}
-    plan = outlier_plan(name)
-    if plan is not None:  # a known answer: which channels the loaded model carries as activation outliers
-        entry["planted_outliers"] = {**asdict(plan), "channels": list(plan.channels),
-                                     "where": "vision blocks: the norms before attention and the MLP"}
+    entry.update(planted_answers(name))  # known answers: the outliers and confidence planted at load
     root = world_root(cache)
     if (root / "world.json").is_file():
         record_tiny_model(root, name, entry)
