@@ -2,8 +2,9 @@
 
 Built-in quantizers (``list_quantizers()``): ``fp32``, ``fp16``, ``bf16`` (:mod:`.precision`),
 ``bnb-int8``, ``bnb-nf4``, ``bnb-fp4`` (:mod:`.bnb`), ``torch-dyn-int8`` (:mod:`.torch_dynamic`),
-``ao-int8wo``, ``ao-int8dyn``, ``ao-int4wo`` (:mod:`.torchao`). Importing this package imports none of
-bitsandbytes/torchao; they load when a quantizer runs.
+``ao-int8wo``, ``ao-int8dyn``, ``ao-int4wo``, ``ao-float8wo``, ``ao-float8dyn`` (:mod:`.torchao`), ``hqq-4bit``,
+``hqq-8bit`` (:mod:`.hqq`), ``quanto-w8``, ``quanto-w4``, ``quanto-w8a8`` (:mod:`.quanto`). Importing this package
+imports none of bitsandbytes/torchao/hqq/optimum-quanto; they load when a quantizer runs.
 
 Typical use::
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import copy
 
-from . import bnb, precision, qat, simulated, torch_dynamic, torchao  # noqa: F401  (register the built-ins)
+from . import bnb, hqq, precision, qat, quanto, scoped, simulated, torch_dynamic, torchao  # noqa: F401  (the built-ins)
 from .base import (
     ENTRY_POINT_GROUP,
     BaseQuantizer,

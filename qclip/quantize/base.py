@@ -39,6 +39,8 @@ __all__ = [
     "BaseQuantizer",
     "QuantizerUnavailable",
     "ENTRY_POINT_GROUP",
+    "ARITHMETIC",
+    "QUANTIZES_RE",
     "register_quantizer",
     "register_quantizer_pattern",
     "is_known_quantizer",
@@ -141,7 +143,23 @@ class QuantizerSpec:
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
 
 
-_DIST_NAMES = {"torch": "torch", "bitsandbytes": "bitsandbytes", "torchao": "torchao"}
+_DIST_NAMES = {"torch": "torch", "bitsandbytes": "bitsandbytes", "torchao": "torchao", "hqq": "hqq",
+               "optimum.quanto": "optimum-quanto"}
+
+#: the values of ``describe()["arithmetic"]`` (:attr:`BaseQuantizer.arithmetic`)
+ARITHMETIC = ("simulated", "real", "reference")
+#: the form of ``describe()["quantizes"]``: what, how (optional), towers (families with a scope)
+QUANTIZES_RE = re.compile(r"^(none|weights|weights\+activations)( \([^()]+\))?(, (both towers|vision tower|text tower))?$")
+#: the towers part of ``quantizes`` per scope (the simulated and QAT families' ``-vision``/``-text``)
+TOWER_LABELS = {"both": "both towers", "vision": "vision tower", "text": "text tower"}
+
+
+def _module_present(name: str) -> bool:
+    """Whether ``name`` (``optimum.quanto``: its parent too) can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ModuleNotFoundError, ValueError):  # a dotted name whose parent is missing
+        return False
 
 
 def library_version(library: str) -> str | None:
@@ -177,8 +195,16 @@ class BaseQuantizer:
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     spec: ClassVar[QuantizerSpec] = QuantizerSpec()
-    #: whether this quantizer is expected to quantize every Linear layer (False for fp32)
-    quantizes: ClassVar[bool] = True
+    #: how the quantized model computes (one of :data:`ARITHMETIC`): "simulated" (fake quantization: values
+    #: rounded to a grid, stored and computed in float), "real" (low-precision storage and the library's
+    #: kernels) or "reference" (fp32)
+    arithmetic: ClassVar[str | None] = None
+    #: what it quantizes: "none", "weights" or "weights+activations", optionally with how in parentheses
+    #: ("weights+activations (dynamic)") and, for a family with a scope, the towers ("..., vision tower");
+    #: see :data:`QUANTIZES_RE`. "none" (fp32) expects no layer quantized, so no coverage warning.
+    quantizes: ClassVar[str | None] = None
+    #: how to install the library, for the reason ``available()`` gives when it is missing
+    install: ClassVar[str | None] = None
     #: whether quantize() needs image–caption calibration data (static scales, GPTQ, QAT)
     needs_calibration: ClassVar[bool] = False
     #: whether outputs depend on which samples share a batch (a per-batch activation range, outlier columns
@@ -195,11 +221,13 @@ class BaseQuantizer:
         """Whether this quantizer can run on ``device`` (default: CUDA if present, else CPU), and why not."""
         cfg = self.config
         dev = _device_type(device)
-        if cfg.library != "torch" and importlib.util.find_spec(cfg.library) is None:
-            return False, f"{self.name}: {cfg.library} is not installed (pip install {cfg.library})"
+        if cfg.library != "torch" and not _module_present(cfg.library):
+            dist = _DIST_NAMES.get(cfg.library, cfg.library)
+            return False, f"{self.name}: {dist} is not installed ({self.install or f'pip install {dist}'})"
         version = library_version(cfg.library)
         if cfg.min_version and version and _version_tuple(version) < _version_tuple(cfg.min_version):
-            return False, f"{self.name}: needs {cfg.library}>={cfg.min_version}, found {version}"
+            return False, (f"{self.name}: needs {_DIST_NAMES.get(cfg.library, cfg.library)}>={cfg.min_version}, "
+                           f"found {version}")
         if cfg.requires_cuda and dev != "cuda":
             return False, f"{self.name}: {self._cuda_only_reason()}"
         if not cfg.supports_cuda and dev == "cuda":
@@ -223,7 +251,7 @@ class BaseQuantizer:
             extra = self._apply(model) or {}
         model.module.eval()
         model.quant_report = make_report(model, self.name, self.resolved_config(model.device), fp32_bytes,
-                                         expect_full=self.quantizes, is_target=self.is_target_storage)
+                                         expect_full=self.quantizes_layers, is_target=self.is_target_storage)
         model.quant_report.update(extra)
         return model
 
@@ -233,7 +261,8 @@ class BaseQuantizer:
         out = {
             "name": self.name, "family": self.family, "library": cfg.library,
             "library_version": library_version(cfg.library), "bits": cfg.bits, "scheme": cfg.scheme,
-            "layers": self.layers if self.quantizes else "none (reference)",
+            "layers": self.layers if self.quantizes_layers else "none (reference)",
+            "arithmetic": self.arithmetic, "quantizes": self.quantizes,
             "requires_cuda": cfg.requires_cuda, "supports_cuda": cfg.supports_cuda,
             "config": cfg.to_dict(), "weight_bytes": None,
         }
@@ -250,6 +279,12 @@ class BaseQuantizer:
     def config_json(self) -> str:
         """Canonical JSON of name + config + library version, for cache keys."""
         return self.config.config_json(self.name)
+
+    @property
+    def quantizes_layers(self) -> bool:
+        """Whether every Linear layer in scope is expected to be quantized (not for ``quantizes="none"``;
+        ``quantizes = False``, the form before the labels, still means the same)."""
+        return self.quantizes not in ("none", False)
 
     # --- for subclasses ----------------------------------------------------------------------------
     def _apply(self, model) -> dict | None:

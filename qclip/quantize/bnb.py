@@ -114,6 +114,8 @@ def resolve_cpu_kernel(choice: str) -> str:
 
 class _Bnb(BaseQuantizer):
     family = "bitsandbytes"
+    arithmetic = "real"  # int8 / packed 4-bit storage, bitsandbytes' kernels
+    quantizes = "weights"
 
 
 @register_quantizer
@@ -122,6 +124,7 @@ class BnbInt8(_Bnb):
 
     batch_dependent = True  # the fp16 outlier columns are those with an outlier anywhere in the batch
     name = "bnb-int8"
+    quantizes = "weights+activations (dynamic, fp16 outlier columns)"  # int8 matmul of int8 rows
     spec = BnbInt8Spec(library="bitsandbytes", bits=8, min_version=_MIN_BNB,
                        scheme="LLM.int8: int8 weights, per-row absmax, fp16 outlier columns")
 

@@ -2,10 +2,11 @@
 
 A linear layer (see ``ClipModel.linear_layers``) is *quantized* when its weight storage is not the
 original float32: bitsandbytes ``Int8Params``/``Params4bit``, a torch.ao packed ``qint8`` weight, a
-torchao tensor subclass, or a plain float16/bfloat16 tensor. :func:`weight_bytes` counts every
+torchao tensor subclass, an HQQ ``HQQLinear`` (``hqq-int<bits>``), an optimum-quanto weight
+(``quanto-int8``, ``quanto-int4``), or a plain float16/bfloat16 tensor. :func:`weight_bytes` counts every
 parameter and buffer as stored: packed int8/4-bit data plus the scales and quantization statistics that
 live outside ``parameters()`` (bitsandbytes ``SCB`` and ``quant_state``, torch.ao packed params, the
-inner tensors of torchao subclasses).
+inner tensors of torchao and quanto subclasses, HQQ's scales and zero points in ``meta``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ def _is_bnb(obj: object, cls_name: str) -> bool:
     return cls.__name__ == cls_name and cls.__module__.startswith("bitsandbytes")
 
 
+def _is_hqq(layer: object) -> bool:
+    return type(layer).__module__.startswith("hqq") or any(
+        c.__name__ == "HQQLinear" and c.__module__.startswith("hqq") for c in type(layer).__mro__)
+
+
+def _hqq_tensors(layer: nn.Module) -> list[torch.Tensor]:
+    """An HQQLinear's scales, zero points (in ``meta``, a plain dict) and bias (a plain attribute)."""
+    meta = getattr(layer, "meta", None) or {}
+    out = [meta[k] for k in ("scale", "zero", "zero_scale", "scale_q", "zero_q") if isinstance(meta.get(k), torch.Tensor)]
+    if isinstance(layer.__dict__.get("bias"), torch.Tensor):  # not a registered parameter or buffer
+        out.append(layer.__dict__["bias"])
+    return out
+
+
 def _is_wrapper_subclass(t: object) -> bool:
     return isinstance(t, torch.Tensor) and hasattr(type(t), "__tensor_flatten__")
 
@@ -55,7 +70,8 @@ def _dyn_weight(layer: nn.Module) -> torch.Tensor | None:
 
 def layer_storage(layer: nn.Module) -> str:
     """How the layer's weight is stored: ``float32``, ``float16``, ``bfloat16``, ``int8`` (bitsandbytes
-    LLM.int8), ``nf4``/``fp4`` (bitsandbytes 4-bit), ``qint8`` (torch.ao), a torchao subclass name, or
+    LLM.int8), ``nf4``/``fp4`` (bitsandbytes 4-bit), ``qint8`` (torch.ao), a torchao subclass name,
+    ``hqq-int<bits>`` (HQQ), ``quanto-int8``/``quanto-int4`` (optimum-quanto; ``quanto-float8_e4m3fn``...), or
     ``fake-int<bits>`` (brevitas fake quantization: float32 weights rounded to the grid on every call)."""
     storage = getattr(layer, "qclip_storage", None)  # a layer that names its storage (qclip's own: LSQ's fake-int<bits>)
     if isinstance(storage, str):
@@ -70,9 +86,15 @@ def layer_storage(layer: nn.Module) -> str:
         except Exception:  # noqa: BLE001 - a quantizer without a fixed width
             bits = "?"
         return f"fake-int{bits}"
+    if _is_hqq(layer):  # no weight: packed W_q plus scales and zero points in meta
+        meta = getattr(layer, "meta", None) or {}
+        return f"hqq-int{meta['nbits']}" if "nbits" in meta else "unknown"
     w = getattr(layer, "weight", None)
     if not isinstance(w, torch.Tensor):
         return "unknown"
+    qtype = getattr(w, "qtype", None)
+    if type(w).__module__.startswith("optimum.quanto") and qtype is not None:  # quanto-int8, quanto-int4
+        return "quanto-" + str(getattr(qtype, "name", qtype)).removeprefix("q")
     if _is_bnb(w, "Params4bit"):
         return str(w.quant_type) if getattr(w, "bnb_quantized", False) else str(w.dtype).removeprefix("torch.")
     if _is_wrapper_subclass(w):
@@ -111,6 +133,8 @@ def _extra_tensors(module: nn.Module) -> list[torch.Tensor]:
             extra.append(scb)
     elif _is_bnb(w, "Params4bit"):
         extra += _quant_state_tensors(w.quant_state)
+    if _is_hqq(module):
+        extra += _hqq_tensors(module)
     dyn = _dyn_weight(module)
     if dyn is not None:
         extra.append(dyn)

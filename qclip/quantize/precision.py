@@ -26,6 +26,7 @@ class PrecisionSpec(QuantizerSpec):
 
 class _Cast(BaseQuantizer):
     family = "precision"
+    arithmetic = "real"  # half-precision storage and kernels
 
     def _apply(self, model) -> None:
         dtype = getattr(torch, self.config.dtype)
@@ -38,7 +39,8 @@ class Fp32(_Cast):
     """The float32 reference: changes nothing, still reports coverage (0 of N) and weight bytes."""
 
     name = "fp32"
-    quantizes = False
+    arithmetic = "reference"
+    quantizes = "none"
     spec = PrecisionSpec(library="torch", bits=32, scheme="float32 (reference)", dtype="float32")
 
 
@@ -47,6 +49,7 @@ class Fp16(_Cast):
     """Half precision (IEEE float16) for every weight and activation."""
 
     name = "fp16"
+    quantizes = "weights+activations (float16)"
     spec = PrecisionSpec(library="torch", bits=16, scheme="float16 cast", dtype="float16")
 
 
@@ -55,4 +58,5 @@ class Bf16(_Cast):
     """bfloat16 for every weight and activation."""
 
     name = "bf16"
+    quantizes = "weights+activations (bfloat16)"
     spec = PrecisionSpec(library="torch", bits=16, scheme="bfloat16 cast", dtype="bfloat16")

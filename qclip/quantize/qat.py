@@ -231,6 +231,7 @@ class QatQuantizer(BaseQuantizer):
 
     family = "qat"
     needs_calibration = True
+    arithmetic = "simulated"  # fake quantization: float32 weights and activations rounded to the grid
     #: the cache folder of QAT results (the session's, set by the model pool), else qclip's default
     cache_root = None
     progress = True
@@ -255,6 +256,12 @@ class QatQuantizer(BaseQuantizer):
     def layers(self) -> str:
         towers = {"both": "both towers", "vision": "the vision tower only", "text": "the text tower only"}
         return f"every nn.Linear of {towers[self.config.scope]}: attention q/k/v/out, MLP, final projection"
+
+    @property
+    def quantizes(self) -> str:
+        from .base import TOWER_LABELS
+
+        return f"weights+activations (static), {TOWER_LABELS[self.config.scope]}"
 
     def is_target_storage(self, storage: str) -> bool:
         return storage.startswith("fake-int")

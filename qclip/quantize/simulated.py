@@ -144,6 +144,7 @@ class SimulatedQuantizer(BaseQuantizer):
 
     family = "simulated"
     needs_calibration = True
+    arithmetic = "simulated"  # fake quantization: float32 weights and activations rounded to the grid
 
     def __init__(self, name: str, **options):
         m = NAME_RE.match(name)
@@ -161,6 +162,12 @@ class SimulatedQuantizer(BaseQuantizer):
     def layers(self) -> str:
         towers = {"both": "both towers", "vision": "the vision tower only", "text": "the text tower only"}
         return f"every nn.Linear of {towers[self.config.scope]}: attention q/k/v/out, MLP, final projection"
+
+    @property
+    def quantizes(self) -> str:
+        from .base import TOWER_LABELS
+
+        return f"weights+activations (static), {TOWER_LABELS[self.config.scope]}"
 
     @staticmethod
     def _scheme(w: int, a: int, method: str, transform: str = "none") -> str:

@@ -44,6 +44,8 @@ class TorchDynamicInt8(BaseQuantizer):
     name = "torch-dyn-int8"
     batch_dependent = True  # one activation scale and zero point per call, from the whole batch
     family = "torch"
+    arithmetic = "real"  # fbgemm's int8 kernels (CUDA: the same integers through torch._int_mm)
+    quantizes = "weights+activations (dynamic)"
     spec = TorchDynamicSpec(library="torch", bits=8, supports_cuda=True,
                             scheme="dynamic int8: int8 weights, activations quantized per batch")
     #: ``"auto"``: torch.ao's fbgemm kernels on the CPU, qclip's re-implementation on CUDA;

@@ -1,4 +1,5 @@
-"""torchao quantizers: ``ao-int8wo``, ``ao-int8dyn`` and ``ao-int4wo``, through ``torchao.quantization.quantize_``.
+"""torchao quantizers: ``ao-int8wo``, ``ao-int8dyn``, ``ao-int4wo``, ``ao-float8wo`` and ``ao-float8dyn``,
+through ``torchao.quantization.quantize_``.
 
 torchao keeps each ``nn.Linear`` and swaps its weight for a tensor subclass (``Int8Tensor``,
 ``Int4TilePackedTo4dTensor``...), so coverage is read from the weight's type.
@@ -11,6 +12,13 @@ torchao keeps each ``nn.Linear`` and swaps its weight for a tensor subclass (``I
   cast to bfloat16 first, and CUDA: in torchao 0.18 no int4 weight-only packing runs on CPU ("plain"
   needs the mslk kernels, "plain_int32" refuses CPU, "tile_packed_to_4d" is CUDA-only). Layers whose
   ``in_features`` is not a multiple of ``group_size`` stay unquantized and are reported.
+* ``ao-float8wo``: ``Float8WeightOnlyConfig`` (float8 e4m3 weights, one scale per row, in a
+  ``Float8Tensor``); the linear dequantizes the weight and multiplies in the activations' dtype, so it
+  runs on the CPU and on any GPU (torchao 0.18).
+* ``ao-float8dyn``: ``Float8DynamicActivationFloat8WeightConfig`` (float8 e4m3 weights and activations,
+  one scale per tensor, activations scaled at run time), whose float8 matmul (``torch._scaled_mm``)
+  needs a CUDA GPU of compute capability 8.9 or higher (Ada, Hopper, Blackwell): unavailable elsewhere,
+  with the capability found in the reason.
 
 ``set_inductor_config`` is off by default: torchao would otherwise change global torch._inductor
 settings as a side effect of quantizing.
@@ -26,9 +34,14 @@ from torch import nn
 
 from .base import BaseQuantizer, QuantizerSpec, _fixed, register_quantizer
 
-__all__ = ["TorchAOSpec", "TorchAOInt4Spec", "AOInt8WeightOnly", "AOInt8Dynamic", "AOInt4WeightOnly"]
+__all__ = ["TorchAOSpec", "TorchAOInt4Spec", "AOInt8WeightOnly", "AOInt8Dynamic", "AOInt4WeightOnly",
+           "AOFloat8WeightOnly", "AOFloat8Dynamic", "FLOAT8_MIN_CAPABILITY"]
 
 _MIN_TORCHAO = "0.10"
+#: the CUDA compute capability torchao's float8 matmul needs (sm_89: Ada; Hopper is 9.0)
+FLOAT8_MIN_CAPABILITY = (8, 9)
+#: the float8 configs as used here (``Float8Tensor``, ``version=2``), tested with torchao 0.18
+_MIN_FLOAT8 = "0.18"
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,8 @@ class TorchAOInt4Spec(TorchAOSpec):
 
 class _TorchAO(BaseQuantizer):
     family = "torchao"
+    arithmetic = "real"  # torchao tensor subclasses: low-precision storage, torchao's kernels
+    quantizes = "weights"
 
     def _config(self):
         import torchao.quantization as tq
@@ -87,6 +102,7 @@ class AOInt8Dynamic(_TorchAO):
     """torchao int8 weights + dynamically quantized int8 activations."""
 
     name = "ao-int8dyn"
+    quantizes = "weights+activations (dynamic)"
     spec = TorchAOSpec(library="torchao", bits=8, min_version=_MIN_TORCHAO,
                        config="Int8DynamicActivationInt8WeightConfig",
                        scheme="int8 weights per row, int8 activations per token (dynamic)")
@@ -126,3 +142,40 @@ class AOInt4WeightOnly(_TorchAO):
     def is_target_storage(self, storage: str) -> bool:
         # every layer is bfloat16 after the cast; only the int4 tensor subclasses count as quantized
         return storage.startswith("Int4")
+
+
+@register_quantizer
+class AOFloat8WeightOnly(_TorchAO):
+    """torchao float8 weight-only (e4m3, per-row scales; dequantized in the linear, any device)."""
+
+    name = "ao-float8wo"
+    spec = TorchAOSpec(library="torchao", bits=8, min_version=_MIN_FLOAT8, config="Float8WeightOnlyConfig",
+                       scheme="float8 e4m3 weight-only, per-row scales, dequantized per call")
+
+
+@register_quantizer
+class AOFloat8Dynamic(_TorchAO):
+    """torchao float8 weights + dynamically scaled float8 activations (CUDA, compute capability >= 8.9)."""
+
+    name = "ao-float8dyn"
+    quantizes = "weights+activations (dynamic)"
+    batch_dependent = True  # one activation scale per call, from the whole batch
+    spec = TorchAOSpec(library="torchao", bits=8, min_version=_MIN_FLOAT8, requires_cuda=True,
+                       config="Float8DynamicActivationFloat8WeightConfig",
+                       scheme="float8 e4m3 weights and activations, per-tensor scales (activations at run time), "
+                              "float8 matmul")
+
+    def _cuda_only_reason(self) -> str:
+        need = ".".join(map(str, FLOAT8_MIN_CAPABILITY))
+        return (f"torchao's Float8DynamicActivationFloat8WeightConfig runs float8 matmuls (torch._scaled_mm), "
+                f"which need a CUDA GPU of compute capability >= {need}; needs a CUDA device")
+
+    def available(self, device=None) -> tuple[bool, str]:
+        ok, reason = super().available(device)
+        if ok and torch.device(device or "cuda").type == "cuda":
+            cap = torch.cuda.get_device_capability(device)
+            if tuple(cap) < FLOAT8_MIN_CAPABILITY:
+                need = ".".join(map(str, FLOAT8_MIN_CAPABILITY))
+                return False, (f"{self.name}: float8 matmuls need a CUDA GPU of compute capability >= {need}; "
+                               f"{torch.cuda.get_device_name(device)} has {cap[0]}.{cap[1]}")
+        return ok, reason

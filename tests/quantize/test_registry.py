@@ -76,7 +76,8 @@ def test_list_is_naturally_sorted_and_filtered():
     names = list_quantizers()
     assert names == sorted(names, key=qbase._natural_key)
     assert list_quantizers("bnb-*") == ["bnb-fp4", "bnb-int8", "bnb-nf4"]
-    assert list_quantizers("*", exclude_filters=("ao-*", "bnb-*", "w*a*")) == ["bf16", "fp16", "fp32", "torch-dyn-int8"]
+    assert list_quantizers("*", exclude_filters=("ao-*", "bnb-*", "w*a*", "hqq-*", "quanto-*")) == [
+        "bf16", "fp16", "fp32", "torch-dyn-int8"]
     assert list_quantizers("w*a8") == ["w4a8", "w6a8", "w8a8"]
     assert list_quantizers(["fp*", "bf16"]) == ["bf16", "fp16", "fp32"]
     assert list_quantizers("nothing-*") == []
@@ -103,6 +104,45 @@ def test_builtins_satisfy_the_protocol():
         assert isinstance(q, Quantizer), name
         ok, reason = q.available()
         assert isinstance(ok, bool) and isinstance(reason, str) and (ok or reason)
+
+
+#: what each built-in family computes with and what it quantizes (describe()'s "arithmetic" and "quantizes")
+LABELS = {
+    "fp32": ("reference", "none"),
+    "fp16": ("real", "weights+activations (float16)"),
+    "bf16": ("real", "weights+activations (bfloat16)"),
+    "bnb-int8": ("real", "weights+activations (dynamic, fp16 outlier columns)"),
+    "bnb-nf4": ("real", "weights"), "bnb-fp4": ("real", "weights"),
+    "torch-dyn-int8": ("real", "weights+activations (dynamic)"),
+    "ao-int8wo": ("real", "weights"), "ao-int8dyn": ("real", "weights+activations (dynamic)"),
+    "ao-int4wo": ("real", "weights"), "ao-float8wo": ("real", "weights"),
+    "ao-float8dyn": ("real", "weights+activations (dynamic)"),
+    "hqq-4bit": ("real", "weights"), "hqq-8bit": ("real", "weights"),
+    "quanto-w8": ("real", "weights"), "quanto-w4": ("real", "weights"),
+    "quanto-w8a8": ("real", "weights+activations (static)"),
+    "w8a8": ("simulated", "weights+activations (static), both towers"),
+    "w4a8-gptq-vision": ("simulated", "weights+activations (static), vision tower"),
+    "w4a8-rot-text": ("simulated", "weights+activations (static), text tower"),
+    "w4a8-lsq": ("simulated", "weights+activations (static), both towers"),
+    "w8a8-lsq-distill-vision": ("simulated", "weights+activations (static), vision tower"),
+}
+
+
+def test_every_quantizer_says_its_arithmetic_and_what_it_quantizes():
+    for name in list_quantizers():
+        d = create_quantizer(name).describe()
+        assert d["arithmetic"] in qbase.ARITHMETIC, (name, d["arithmetic"])
+        assert isinstance(d["quantizes"], str) and qbase.QUANTIZES_RE.match(d["quantizes"]), (name, d["quantizes"])
+        assert (d["quantizes"] == "none") == (d["arithmetic"] == "reference"), name
+    for name, (arithmetic, quantizes) in LABELS.items():
+        d = create_quantizer(name).describe()
+        assert (d["arithmetic"], d["quantizes"]) == (arithmetic, quantizes), name
+
+
+def test_a_reference_that_quantizes_nothing_warns_about_no_layer(tiny, recwarn):
+    """fp32 (quantizes "none") expects no layer quantized: its report lists every layer and warns nothing."""
+    m = create_quantizer("fp32").quantize(fresh_copy(tiny))
+    assert m.quant_report["unquantized_layers"] and not [w for w in recwarn if "unquantized" in str(w.message)]
 
 
 # ----- config -------------------------------------------------------------------------------------
