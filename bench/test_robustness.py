@@ -1,5 +1,5 @@
-"""Robustness cells: accuracy under evaluation-time corruptions (3 severities, fixed seed) with the
-relative change δ = (A_fp − A_q)/A_fp, worst-group accuracy on group-annotated (spurious) sets, and on those and
+"""Robustness cells: accuracy under evaluation-time corruptions (3 severities, fixed seed) and on
+CIFAR-10-C-layout arrays (the corruptions on disk, 5 severities) with the relative change δ = (A_fp − A_q)/A_fp, worst-group accuracy on group-annotated (spurious) sets, and on those and
 on CounterAnimal sets the accuracy of the normal and counter splits with the relative spurious gap (RSG), ΔRSG
 and the added vulnerability of Bouguerra et al.
 Covariate shift is covered by the zero-shot cells on the shift sets (ImageNet-V2/-R/-Sketch/-A,
@@ -29,6 +29,19 @@ def _corruptions(qclip):
             qclip.record("top1", got, ref, n, subgroup=sub)
             qclip.record("relative_drop", relative_change(ref, got), 0.0, n, subgroup=sub)
             assert math.isfinite(got) and 0.0 <= got <= 1.0
+
+
+def _corruption_arrays(qclip):
+    """A CIFAR-10-C-layout set: the corruptions are in the arrays on disk, five severities each."""
+    ref = tasks.corruption_arrays(qclip.reference, qclip.dataset)
+    got = tasks.corruption_arrays(qclip.quantized, qclip.dataset)
+    for sub, part in got.groups.items():
+        r = ref.groups[sub]["top1"]
+        qclip.record("top1", part["top1"], r, part["n"], subgroup=sub)
+        qclip.record("relative_drop", relative_change(r, part["top1"]) if r > 0 else float("nan"), 0.0, part["n"],
+                     subgroup=sub)
+        assert 0.0 <= part["top1"] <= 1.0
+    assert got.groups.keys() == ref.groups.keys() and got.groups
 
 
 def _spurious(qclip):
@@ -69,5 +82,7 @@ def test_robustness(qclip):
         _spurious_gap(qclip)
     elif qclip.dataset_kind == "counteranimal":
         _spurious_gap(qclip)
+    elif qclip.dataset_kind == "cifar-c":
+        _corruption_arrays(qclip)
     else:
         _corruptions(qclip)

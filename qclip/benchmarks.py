@@ -175,7 +175,7 @@ _FAMILY_LIST = (
         _m("band_sqnr_db", "higher", "dB", "mean per-rank SQNR of the quantized features in a band of fp32 ranks"),
         _m("band_top1", "higher", _FRACTION, "zero-shot top-1 with the features projected on a band of fp32 ranks"),
     ), "robustness", "Spectral analysis"),
-    Family("robustness", ("imagefolder", "spurious", "counteranimal"), (
+    Family("robustness", ("imagefolder", "spurious", "counteranimal", "cifar-c"), (
         _m("top1", "higher", _FRACTION, "zero-shot top-1 under a corruption"),
         _m("relative_drop", "lower", "ratio", "(top-1 fp32 − top-1 quantized) / top-1 fp32"),
         _m("worst_group_accuracy", "higher", _FRACTION, "accuracy of the worst (label, place) group"),

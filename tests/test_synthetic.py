@@ -277,3 +277,48 @@ def test_eval_sets_are_balanced(world):
     df = pd.read_csv(root / "facet" / "annotations" / "annotations.csv", keep_default_na=False)
     counts = Counter(df["class1"])
     assert max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_cifar_c_arrays_in_the_release_layout(world):
+    from qclip.data.config import DataConfig
+    from qclip.data.synthetic._corrupt import CORRUPTIONS
+
+    root, manifest = world
+    ds = DataConfig.load(root / "qclip.toml").get("synth-cifar-c").load()
+    from qclip.data.synthetic.world import SIZES
+
+    per_class = SIZES["test"].cifar_c_per_class
+    n = per_class * len(manifest["datasets"]["synth-imagenet"]["classes"])
+    assert len(ds) == len(CORRUPTIONS) * 5 * n and ds.meta["per_severity"] == n
+    assert ds.classnames == manifest["datasets"]["synth-imagenet"]["classes"]
+    labels = np.load(root / "cifar-c" / "labels.npy", allow_pickle=False)
+    assert labels.shape == (5 * n,) and (labels[:n] == labels[n:2 * n]).all()
+    for name in CORRUPTIONS:
+        arr = np.load(root / "cifar-c" / f"{name}.npy", allow_pickle=False)
+        assert arr.dtype == np.uint8 and arr.shape == (5 * n, 32, 32, 3)
+    assert len(ds.subset("contrast", 5)) == n
+
+
+def test_cifar_c_corruptions_grow_with_severity():
+    from qclip.data.synthetic._corrupt import CORRUPTIONS, corrupt
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    img[8:24, 8:24] = 255  # an edge for the blur to smear
+    for name in CORRUPTIONS:
+        dist = [np.abs(corrupt(img, name, s, np.random.default_rng(1)).astype(float) - img).mean() for s in range(1, 6)]
+        assert dist[0] > 0 and dist[-1] > dist[0], (name, dist)
+        out = corrupt(img, name, 3, np.random.default_rng(1))
+        assert out.dtype == np.uint8 and out.shape == img.shape
+    # contrast is exactly (x - mean) * c + mean on [0, 1], truncated to uint8 as the release does
+    x = img.astype(np.float64) / 255
+    want = (np.clip((x - x.mean(axis=(0, 1))) * 0.4 + x.mean(axis=(0, 1)), 0, 1) * 255).astype(np.uint8)
+    assert np.array_equal(corrupt(img, "contrast", 3, rng), want)
+    # noise has the release's standard deviation (before clipping): 0.08 at severity 3
+    flat = np.full((64, 64, 3), 128, dtype=np.uint8)
+    noisy = corrupt(flat, "gaussian_noise", 3, np.random.default_rng(2)).astype(float) / 255
+    assert abs(noisy.std() - 0.08) < 0.005
+    with pytest.raises(ValueError, match="corruption"):
+        corrupt(img, "snow", 1, rng)
+    with pytest.raises(ValueError, match="severity"):
+        corrupt(img, "contrast", 6, rng)

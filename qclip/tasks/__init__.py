@@ -16,9 +16,9 @@ from .accuracy import (
 from .base import EmbeddingSource, TaskResult
 from .fairness import facet_delta_ci, facet_disparities, fairface_skews
 from .reliability import calibration, ood_detection
-from .robustness import corrupted_top1, normal_mask, spectral, spurious_gap, worst_group
+from .robustness import corrupted_top1, corruption_arrays, normal_mask, spectral, spurious_gap, worst_group
 
 __all__ = ["EmbeddingSource", "TaskResult", "ClassifierOutputs", "class_prompts", "classifier_outputs", "zeroshot",
            "prediction_agreement", "retrieval",
-           "facet_disparities", "facet_delta_ci", "fairface_skews", "calibration", "ood_detection", "corrupted_top1",
+           "facet_disparities", "facet_delta_ci", "fairface_skews", "calibration", "ood_detection", "corrupted_top1", "corruption_arrays",
            "worst_group", "normal_mask", "spurious_gap", "spectral"]

@@ -21,7 +21,7 @@ from .accuracy import classifier_outputs
 from .base import EmbeddingSource, TaskResult
 from .corruptions import make_corruption
 
-__all__ = ["corrupted_top1", "normal_mask", "spurious_gap", "worst_group", "spectral"]
+__all__ = ["corrupted_top1", "corruption_arrays", "normal_mask", "spurious_gap", "worst_group", "spectral"]
 
 
 def corrupted_top1(src: EmbeddingSource, dataset, corruption) -> TaskResult:
@@ -30,6 +30,17 @@ def corrupted_top1(src: EmbeddingSource, dataset, corruption) -> TaskResult:
     fn = make_corruption(corruption, mean, std)
     out = classifier_outputs(src, dataset, transform=fn, transform_id=corruption.id)
     return TaskResult({"top1": zs.zeroshot_metrics(out.logits, out.labels)["top1"]}, len(out.labels))
+
+
+def corruption_arrays(src: EmbeddingSource, dataset) -> TaskResult:
+    """Zero-shot top-1 per (corruption, severity) of a CIFAR-10-C-layout set (:mod:`qclip.data.cifar_c`: the
+    corruption is in the pixels on disk), from one pass over the whole set: ``groups["NAME:sS"]``."""
+    out = classifier_outputs(src, dataset)
+    table = dataset.table
+    keys = (table["corruption"].astype(str) + ":s" + table["severity"].astype(str)).to_numpy()
+    per = group_accuracy(zs.predictions(out.logits), out.labels, keys)
+    groups = {str(k): {"top1": acc, "n": n} for k, (acc, n) in per.items()}
+    return TaskResult({"top1": zs.zeroshot_metrics(out.logits, out.labels)["top1"]}, len(out.labels), groups=groups)
 
 
 def worst_group(src: EmbeddingSource, dataset) -> TaskResult:

@@ -40,7 +40,8 @@ def count_renders(sz) -> int:
     return (sz.train_objects + n_src * (sz.train_persons + sz.train_faces + sz.train_birds)
             + len(V.OBJECT_CLASSES) * (sz.imagenet_per_class + sz.shift_per_class) + sz.coco_images
             + sz.facet_persons + sz.fairface_faces + len(D.OOD_SHAPES) * sz.ood_per_kind
-            + sz.spurious_train + 4 * (sz.spurious_val_per_group + sz.spurious_test_per_group))
+            + sz.spurious_train + 4 * (sz.spurious_val_per_group + sz.spurious_test_per_group)
+            + len(V.OBJECT_CLASSES) * sz.cifar_c_per_class)
 
 
 def _pick(rng, items):
@@ -267,6 +268,35 @@ def write_imagenet(w, rng, sz, bar) -> dict:
     info["synth-imagenet-shift"]["shift"] = {"backgrounds": V.SHIFT_BACKGROUNDS, "new_colours": list(D.SHIFT_COLOURS)}
     info["synth-imagenet"].update(typical_colours=TYPICAL_COLOUR, typical_share=TYPICAL_P)
     return {"datasets": info}
+
+
+def write_cifar_c(w, rng, sz, bar) -> dict:
+    """``cifar-c/``: fresh ``synth-imagenet``-like object images (training backgrounds and palette) under
+    CIFAR-10-C's corruptions at its five severities, in the release's layout (``<corruption>.npy`` of
+    ``[5 * N, 32, 32, 3]`` uint8, severities stacked in order, and ``labels.npy``)."""
+    from ._corrupt import CORRUPTIONS, corrupt
+
+    classes = sorted(V.OBJECT_CLASSES, key=_folder)
+    images, labels = [], []
+    for label, cname in enumerate(classes):
+        for _ in range(sz.cifar_c_per_class):
+            images.append(_object_image(_object_attrs(rng, [cname], list(D.OBJECT_COLOURS), TRAIN_BGS), rng))
+            labels.append(label)
+    bar.update(len(images))
+    for name in CORRUPTIONS:
+        stack = np.stack([corrupt(img, name, s, rng) for s in range(1, 6) for img in images])
+        w.write(f"cifar-c/{name}.npy", _npy(stack))
+    w.write("cifar-c/labels.npy", _npy(np.tile(np.asarray(labels, dtype=np.int64), 5)))
+    w.write("cifar-c/classnames.txt", "\n".join(classes) + "\n")
+    w.write("cifar-c/templates.txt", "\n".join(V.TEMPLATES) + "\n")
+    return {"datasets": {"synth-cifar-c": {"classes": classes, "images": len(images), "severities": 5,
+                                           "corruptions": list(CORRUPTIONS)}}}
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
 
 
 def write_coco(w, rng, sz, bar) -> dict:

@@ -17,6 +17,9 @@ is drawn from ``seed`` (same seed, same bytes) and written under ``root``:
 ``fairface/``                   ``fairface_label_val.csv``, ``val/N.jpg`` faces, ``prompts.csv``
 ``ood/<kind>/``                 6 glyph kinds never seen in training
 ``spurious/``                   Waterbirds-style ``metadata.csv``, ``images/``, ``classnames.txt``
+``cifar-c/``                    CIFAR-10-C layout: ``contrast.npy``, ``defocus_blur.npy``,
+                                ``gaussian_noise.npy`` (uint8 [5 * N, 32, 32, 3], severities 1-5
+                                stacked), ``labels.npy``, ``classnames.txt``, ``templates.txt``
 ``train/``                      ``images.safetensors`` (uint8 [N, 32, 32, 3]), ``captions.csv``
                                 (``index, caption, source``), ``attributes.csv`` (per image)
 ``world.json``, ``qclip.toml``  the manifest (planted effects and their expected signs) and the
@@ -76,12 +79,12 @@ from . import _parts
 __all__ = ["GENERATOR_VERSION", "WorldSize", "SIZES", "DATASETS", "generate_world", "world_is_complete",
            "read_manifest", "record_tiny_model"]
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"  # 3: synth-cifar-c (the other files are those of 2, byte for byte)
 MARKER = ".complete"
 MANIFEST = "world.json"
 CONFIG = "qclip.toml"
 #: every path the generator owns under the root (removed before a regeneration)
-OUTPUTS = ("imagenet", "imagenet-shift", "coco", "facet", "fairface", "ood", "spurious", "train",
+OUTPUTS = ("imagenet", "imagenet-shift", "coco", "facet", "fairface", "ood", "spurious", "cifar-c", "train",
            MANIFEST, CONFIG, MARKER)
 
 
@@ -102,11 +105,12 @@ class WorldSize:
     spurious_train: int
     spurious_val_per_group: int
     spurious_test_per_group: int
+    cifar_c_per_class: int = 20  # synth-cifar-c: images per class, each under 3 corruptions x 5 severities
 
 
 SIZES = {
     "default": WorldSize(10000, 3000, 2400, 1200, 50, 50, 600, 3000, 2000, 100, 400, 50, 200),
-    "test": WorldSize(240, 60, 48, 24, 2, 2, 12, 24, 32, 2, 8, 2, 3),
+    "test": WorldSize(240, 60, 48, 24, 2, 2, 12, 24, 32, 2, 8, 2, 3, cifar_c_per_class=2),
 }
 
 #: dataset name -> (kind, root, extra config keys)
@@ -118,6 +122,7 @@ DATASETS = {
     "synth-fairface": ("fairface", "fairface", {"prompts": "fairface/prompts.csv"}),
     "synth-ood": ("ood", "ood", {}),
     "synth-spurious": ("spurious", "spurious", {}),
+    "synth-cifar-c": ("cifar-c", "cifar-c", {}),
 }
 
 
@@ -278,6 +283,7 @@ def _generate(root: Path, seed: int, size: str, progress: bool) -> dict:
         "fairface": _parts.write_fairface(w, rng(5), sz, bar),
         "ood": _parts.write_ood(w, rng(6), sz, bar),
         "spurious": _parts.write_spurious(w, rng(7), sz, bar),
+        "cifar_c": _parts.write_cifar_c(w, rng(8), sz, bar),
     }
     bar.close()
     w.write(CONFIG, _config_toml(seed, size))
