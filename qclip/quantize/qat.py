@@ -38,10 +38,10 @@ from torch import nn
 
 from ._sites import TOWERS_OF_SCOPE
 from ._swap import replace_named
-from .base import BaseQuantizer, QuantizerSpec, _fixed, register_quantizer_pattern
+from .base import BaseQuantizer, QuantizerSpec, _fixed, register_quantizer, register_quantizer_pattern
 from .simulated import reparametrise
 
-__all__ = ["LsqQuantizer", "LsqLinear", "QatSpec", "QatQuantizer", "NAME_RE", "grid_names", "qat_quantizer"]
+__all__ = ["LsqQuantizer", "LsqLinear", "QatSpec", "QatQuantizer", "NAME_RE", "DEFAULT_NAMES", "grid_names", "qat_quantizer"]
 
 NAME_RE = re.compile(r"^w(?P<w>[2-8])a(?P<a>[4-8]|16)(?:-(?P<transform>smooth|rot))?-lsq(?P<distill>-distill)?"
                      r"(?:-(?P<scope>vision|text|both))?$")
@@ -332,4 +332,8 @@ def grid_names() -> list[str]:
             for m in ("-lsq", "-lsq-distill", "-rot-lsq", "-rot-lsq-distill") for s in ("both", "vision", "text")]
 
 
+#: registered (listed, and run by the main job: 20-70 s of training per tiny model on 2 cores, cached)
+DEFAULT_NAMES = ("w4a8-lsq",)
+for _name in DEFAULT_NAMES:
+    register_quantizer(name=_name)(lambda _n=_name, **opts: QatQuantizer(_n, **opts))
 register_quantizer_pattern(NAME_RE, qat_quantizer)

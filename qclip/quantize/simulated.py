@@ -51,8 +51,9 @@ TRANSFORMS = ("none", "smooth", "rot")
 #: the name's parts, in this order; ``-k w4a8-rot`` selects rotation with RTN and GPTQ, ``-k rot-gptq`` only the second
 NAME_RE = re.compile(r"^w(?P<w>[2-8])a(?P<a>[4-8]|16)(?:-(?P<transform>smooth|rot))?(?:-(?P<method>rtn|gptq))?"
                      r"(?:-(?P<scope>vision|text|both))?$")
-#: registered (listed, and run by the main job); GPTQ costs minutes per tiny model on 2 cores, so it runs by name
-DEFAULT_NAMES = ("w8a8", "w6a8", "w4a8")
+#: registered (listed, and run by the main job): the bit-width ladder with RTN, and W4A8 GPTQ (10-25 s per
+#: tiny model on 2 cores); the other methods (smooth, rot, rot-gptq) and scopes run by name
+DEFAULT_NAMES = ("w8a8", "w6a8", "w4a8", "w4a8-gptq")
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,8 @@ def test_names_options_and_grid():
             create_quantizer("w4a8-lsq", **bad)
     with pytest.raises(Exception, match="Unknown quantizer"):
         create_quantizer("w4a8-lsq-gptq")
-    assert "w4a8-lsq" not in list_quantizers()  # resolved on demand, like the PTQ grid
+    assert "w4a8-lsq" in list_quantizers()  # registered: the main job runs it
+    assert "w6a8-lsq" not in list_quantizers()  # resolved on demand, like the PTQ grid
 
 
 @pytest.mark.slow
