@@ -142,7 +142,7 @@ def _calibration(run, mi):
             "nll": 1.2 + e, "brier": 0.4 + e / 2, "accuracy": float(correct.mean()),
             "mean_confidence": float(conf.mean()), "overconfidence": float(conf.mean() - correct.mean()),
             "temperature": float(np.exp(-4 * (conf.mean() - correct.mean()))), "ece_heldout": e * 1.05,
-            "ece_temp_scaled": e * 0.4,
+            "ece_temp_scaled": e * 0.4, "ece_logit_tuned": e * 0.5,
         }
     for metric in metrics["fp32"]:
         ref = metrics["fp32"][metric]
@@ -424,6 +424,9 @@ def test_calibration_section(built):
         assert toward == f"{int((oc.delta > 0).sum())} over / {int((oc.delta < 0).sum())} under"
     rel = rows[(rows.quantizer == "bnb-nf4") & (rows.metric == "relative_ece_change")]
     assert table["Relative ECE change"].iloc[0].startswith(f"{100 * rel.value.mean():+.1f}%")
+    tuned = rows[(rows.quantizer == "bnb-nf4") & (rows.metric == "ece_logit_tuned")]
+    assert table["ECE after logit-scale tuning"].iloc[0].startswith(f"{tuned.reference.mean():.4f} → "
+                                                                     f"{tuned.value.mean():.4f}")
     assert "| Quantizer | Metric | n | fp32 | quantized | Δ (p, 95% CI) | p (Holm) | models ↑/↓ |" in cal
 
 

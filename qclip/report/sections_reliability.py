@@ -28,18 +28,22 @@ CAL_LABELS = {
     "accuracy": "Accuracy",
     "relative_ece_change": "Relative ECE change",
     "temperature": "Fitted temperature",
+    "ece_logit_tuned": "ECE after logit-scale tuning",
+    "logit_scale_tuned": "Tuned logit scale",
 }
-_CAL_STATS = ["ece", "adaptive_ece", "mce", "rms_ce", "nll", "brier", "ece_temp_scaled", "overconfidence",
-              "accuracy"]
+_CAL_STATS = ["ece", "adaptive_ece", "mce", "rms_ce", "nll", "brier", "ece_temp_scaled", "ece_logit_tuned",
+              "overconfidence", "accuracy"]
 OOD_SCORES = {"mcm": "MCM", "msp": "MSP", "max_logit": "max-logit", "energy": "energy"}
 _OOD_METRICS = ("auroc", "fpr95", "aupr_in", "aupr_out")
 
 _CAL_ABOUT = (
     "Top-label confidence = max softmax of the CLIP logits. ECE: 15 equal-width bins; relative ECE change = "
     "(ECE_q − ECE_fp32) / ECE_fp32, negative = better calibrated. Temperature scaling is fitted on one half of "
-    "the set and scored on the other. Over-confidence = mean confidence − accuracy (> 0 over-confident). "
+    "the set and scored on the other. Logit-scale tuning (Bouguerra et al.) fits the logit scale on the "
+    "calibration image–caption pairs with the contrastive loss, everything else frozen. Over-confidence = mean "
+    "confidence − accuracy (> 0 over-confident). "
     "Bouguerra et al. found quantization improves calibration of under-confident models and often degrades it "
-    "for over-confident ones; the last two columns of the first table check that pattern here."
+    "for over-confident ones; the two 'at fp32: ECE improved' columns of the first table check that pattern here."
 )
 _OOD_ABOUT = (
     "**Convention: ID is the positive class** (MCM's convention). AUROC is symmetric in that choice; "
@@ -88,6 +92,8 @@ def _key_table(wide: pd.DataFrame, look: dict, dataset: str) -> pd.DataFrame:
         toward, under, over = _direction_cells(part)
         ts = ("ece_temp_scaled" in part) and change_cell(finite_mean(part["ece_temp_scaled_ref"]),
                                                          finite_mean(part["ece_temp_scaled"]), relative=True)
+        lt = ("ece_logit_tuned" in part) and change_cell(finite_mean(part["ece_logit_tuned_ref"]),
+                                                         finite_mean(part["ece_logit_tuned"]), relative=True)
         acc = look.get((q, "calibration", dataset, "accuracy", ""))
         out.append({
             "Quantizer": q,
@@ -95,6 +101,7 @@ def _key_table(wide: pd.DataFrame, look: dict, dataset: str) -> pd.DataFrame:
             "ECE fp32 → quantized": change_cell(finite_mean(part["ece_ref"]), finite_mean(part["ece"]), relative=True),
             "Relative ECE change": pct_sig_cell(rel) if rel is not None else "—",
             "ECE after temp. scaling": ts or "—",
+            "ECE after logit-scale tuning": lt or "—",
             "Confidence moved toward": toward,
             "Under-confident at fp32: ECE improved": under,
             "Over-confident at fp32: ECE improved": over,
@@ -117,6 +124,7 @@ def _per_model_table(wide: pd.DataFrame) -> pd.DataFrame:
             "Quantizer": r["quantizer"],
             "ECE": pair(r, "ece", rel=True),
             "ECE after temp. scaling": pair(r, "ece_temp_scaled", rel=True),
+            "ECE after logit tuning": pair(r, "ece_logit_tuned", rel=True),
             "conf − acc": pair(r, "overconfidence"),
             "Temperature": pair(r, "temperature"),
             "Accuracy": pair(r, "accuracy"),
