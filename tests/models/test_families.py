@@ -37,11 +37,16 @@ SPECS = {
 TEXTS = ["a photo of a dog", "a cat", "two birds on a wire", "x y z", "a diagram of a power plant",
          "an old man smiling", "red", "the quick brown fox jumps over the lazy dog"]
 #: minimum cosine to fp32 per quantizer (both towers, all four families); measured on these models:
-#: 8-bit >= 0.998, NF4 >= 0.95, FP4 >= 0.88 (FP4 has 15 levels spread for a normal weight less evenly than NF4)
+#: 8-bit >= 0.998, NF4 >= 0.95, FP4 >= 0.88 (FP4 has 15 levels spread for a normal weight less evenly than NF4),
+#: HQQ 4-bit >= 0.96, quanto int4 >= 0.93 (group 128 on 32-64-wide layers: one scale per row)
 FLOORS = {"fp16": 0.999, "bf16": 0.99, "bnb-int8": 0.99, "torch-dyn-int8": 0.99, "ao-int8wo": 0.99,
-          "ao-int8dyn": 0.99, "bnb-nf4": 0.9, "bnb-fp4": 0.85}
+          "ao-int8dyn": 0.99, "bnb-nf4": 0.9, "bnb-fp4": 0.85,
+          "hqq-8bit": 0.99, "hqq-4bit": 0.9, "quanto-w8": 0.99, "quanto-w4": 0.9}
+#: the tiny CoCa's attention pool is 32 wide: HQQ's groups must divide every layer's inputs to reach them all
+OPTIONS = {"hqq-8bit": {"group_size": 32}, "hqq-4bit": {"group_size": 32}}
 LIBRARY = {"bnb-int8": "bitsandbytes", "bnb-nf4": "bitsandbytes", "bnb-fp4": "bitsandbytes",
-           "ao-int8wo": "torchao", "ao-int8dyn": "torchao"}
+           "ao-int8wo": "torchao", "ao-int8dyn": "torchao", "hqq-8bit": "hqq", "hqq-4bit": "hqq",
+           "quanto-w8": "optimum.quanto", "quanto-w4": "optimum.quanto"}
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -90,7 +95,7 @@ def test_every_linear_of_both_towers_is_quantized(family, quantizer):
     lib = LIBRARY.get(quantizer)
     if lib and importlib.util.find_spec(lib) is None:
         pytest.skip(f"{lib} is not installed (pip install -e '.[dev]' -c constraints.txt)")
-    q = create_quantizer(quantizer)
+    q = create_quantizer(quantizer, **OPTIONS.get(quantizer, {}))
     ok, reason = q.available("cpu")
     assert ok, reason  # present libraries must run on the CPU
     qm = q.quantize(fresh_copy(model))
