@@ -46,9 +46,9 @@ class OutlierPlan:
 
 #: the population's planted outliers: one model per training source and both backends
 PLANTED_OUTLIERS: dict[str, OutlierPlan] = {
-    "tiny-b": OutlierPlan(channels=(7, 41), factor=10.0),
+    "tiny-c": OutlierPlan(channels=(5, 33), factor=8.0),
     "tiny-d": OutlierPlan(channels=(11, 58, 90), factor=10.0),
-    "tiny-f": OutlierPlan(channels=(5, 33), factor=10.0),
+    "tiny-e": OutlierPlan(channels=(7, 41), factor=6.0),
 }
 
 
