@@ -13,7 +13,8 @@ Training: ``steps`` Adam steps at learning rate ``lr`` on batches of ``batch_siz
 drawn with ``seed``, minimising CLIP's contrastive loss (:func:`qclip.models.base.contrastive_loss`, the
 model's own logit scale, frozen); ``-distill`` adds ``distill_weight`` × the feature MSE to the float32
 model's unit-normalised embeddings (:func:`qclip.models.base.feature_distillation_loss`). Weights, biases,
-norms and steps of the towers in scope are trained; the other tower stays float32 and frozen. The same
+norms and steps of the towers in scope are trained (a tower with no Linear layer, ALIGN's convolutional
+image tower, has nothing quantized and stays frozen); the other tower stays float32 and frozen. The same
 seed, data and options give the same weights on one machine. A progress bar shows the loss.
 
 The result (every weight and learned step) is cached as safetensors in qclip's cache (``qat`` entries),
@@ -46,7 +47,7 @@ __all__ = ["LsqQuantizer", "LsqLinear", "QatSpec", "QatQuantizer", "NAME_RE", "D
 NAME_RE = re.compile(r"^w(?P<w>[2-8])a(?P<a>[4-8]|16)(?:-(?P<transform>smooth|rot))?-lsq(?P<distill>-distill)?"
                      r"(?:-(?P<scope>vision|text|both))?$")
 #: bump when training changes what it computes without changing an option (the QAT cache and embeddings)
-QAT_VERSION = 1
+QAT_VERSION = 2  # 2: a tower with no Linear layer is not trained
 
 
 def _round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -192,7 +193,10 @@ def _train(model, pairs, cfg: QatSpec, teacher: tuple | None, progress: bool, de
     for p in model.module.parameters():
         p.requires_grad_(False)
     for t in keep:
-        for root in towers.get(t, []):
+        roots = towers.get(t, [])
+        if not any(isinstance(m, LsqLinear) for root in roots for m in root.modules()):
+            continue  # a tower with no Linear layer (ALIGN's EfficientNet) has nothing quantized to train for
+        for root in roots:
             for p in root.parameters():
                 if id(p) not in seen:
                     seen.add(id(p))
